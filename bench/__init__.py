@@ -1,0 +1,1 @@
+"""Benchmarks that measure the project's latency claims side by side."""

@@ -1,0 +1,1 @@
+"""Expressway: CLI, configuration, state, events, model tiers and the embedded backend."""

@@ -1,0 +1,219 @@
+"""The `expressway` command: ask a question, serve the embedded model, route text."""
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, TextIO, get_args
+
+from expressway.context import ConfigurationError, Context, TierName
+from expressway.embedded import EmbeddedBackendError, EmbeddedServer, start_server
+from expressway.events import iter_events
+from expressway.models import BackendUnavailableError, check_backend
+from routers import RoutingTableError, classify
+
+EXIT_USAGE, EXIT_BACKEND, EXIT_RUN = 2, 3, 4
+STAGES = ("route", "plan", "tools", "answer", "ttft", "total")
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def ensure_backends(context: Context, progress: Callable[[str], None] = _say) -> None:
+    """Start the embedded server if a tier uses it and it is not running; check the others."""
+    tiers: tuple[TierName, ...] = get_args(TierName)
+    if any(context.uses_embedded(tier) for tier in tiers):
+        server = start_server(context.embedded_port, progress)
+        if server.process is not None:
+            progress(
+                f"embedded vLLM left running (pid {server.process.pid}) for the next questions; "
+                "stop it with `expressway stop-local`"
+            )
+    for tier in tiers:
+        if not context.uses_embedded(tier):
+            check_backend(context, tier)
+
+
+class ProgressPrinter:
+    """Renders events for a person: answer tokens on stdout, progress and timings on stderr."""
+
+    def __init__(self, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> None:
+        self.out, self.err = out, err
+        self.in_answer = False
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        kind, t = event["type"], f"{event['t']:7.3f}s"
+        if kind == "token":
+            self.in_answer = True
+            self.out.write(event["text"])
+            self.out.flush()
+            return
+        if self.in_answer:
+            self.out.write("\n")
+            self.in_answer = False
+        if kind == "route.decided":
+            self._line(
+                f"{t}  route  {event['task']} -> {event['tier']} tier "
+                f"(confidence {event['confidence']:.2f}, {event['latency_ms']:.2f} ms)"
+            )
+        elif kind == "plan.task":
+            deps = f" after {event['deps']}" if event["deps"] else ""
+            self._line(
+                f"{t}  plan   task {event['task_id']}: {event['tool']}({_args(event)}){deps}"
+            )
+        elif kind == "plan.error":
+            self._line(f"{t}  plan   invalid: {event['error']}")
+        elif kind == "task.started":
+            self._line(f"{t}  start  task {event['task_id']}: {event['tool']}")
+        elif kind == "task.finished":
+            self._line(
+                f"{t}  done   task {event['task_id']}: {event['status']} in "
+                f"{event['duration_s'] * 1000:.0f} ms -> {event['output'][:80]!r}"
+            )
+        elif kind == "fallback":
+            self._line(
+                f"{t}  fallback {event['from_tier']} -> {event['to_tier']}: {event['reason']}"
+            )
+        elif kind == "run.finished":
+            self._timing_table(event["timings"])
+
+    def _line(self, text: str) -> None:
+        print(text, file=self.err, flush=True)
+
+    def _timing_table(self, timings: dict[str, float]) -> None:
+        self._line("\nstage    seconds")
+        for stage in STAGES:
+            if stage in timings:
+                self._line(f"{stage:<8} {timings[stage]:7.3f}")
+
+
+def _args(event: dict[str, Any]) -> str:
+    return ", ".join(f"{name}={value!r}" for name, value in event.get("args", {}).items())
+
+
+async def run_question(
+    question: str, context: Context, on_event: Callable[[dict[str, Any]], None]
+) -> None:
+    # Imported here so `expressway serve-local` and `route` do not load the graph's dependencies.
+    from graphs.agent import graph
+
+    stream = graph.astream(
+        {"messages": [("user", question)]}, context=context, stream_mode=["custom"]
+    )
+    async for event in iter_events(stream):
+        on_event(event)
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    question = " ".join(args.question).strip()
+    if not question:
+        _say('usage: expressway ask "your question"  (the question is empty)')
+        return EXIT_USAGE
+    overrides = {"execution_mode": args.mode, "force_tier": args.tier}
+    context = Context(**{name: value for name, value in overrides.items() if value})
+    ensure_backends(context)
+    if args.json:
+        render: Callable[[dict[str, Any]], None] = lambda e: print(json.dumps(e), flush=True)  # noqa: E731
+    else:
+        render = ProgressPrinter()
+    try:
+        asyncio.run(run_question(question, context, render))
+    except (BackendUnavailableError, ConfigurationError, RoutingTableError):
+        raise
+    except Exception as error:
+        _say(f"run failed: {type(error).__name__}: {error}")
+        return EXIT_RUN
+    return 0
+
+
+def cmd_serve_local(args: argparse.Namespace) -> int:
+    context = Context()
+    port = args.port or context.embedded_port
+    server = start_server(port, _say)
+    if server.process is None:
+        return 0
+    _say(f"serving models {server.base_url} (log: {server.log_path}); Ctrl-C stops it")
+    try:
+        server.process.wait()
+    except KeyboardInterrupt:
+        _say("stopping the embedded vLLM ...")
+        server.stop()
+        return 0
+    _say(f"vLLM exited with code {server.process.returncode}; see {server.log_path}")
+    return EXIT_BACKEND
+
+
+def cmd_stop_local(args: argparse.Namespace) -> int:
+    server = EmbeddedServer(port=args.port or Context().embedded_port)
+    if not server.pid_path.exists():
+        _say(f"no embedded vLLM started by expressway on port {server.port}")
+        return 0
+    server.stop()
+    _say(f"stopped the embedded vLLM on port {server.port}")
+    return 0
+
+
+def cmd_route(args: argparse.Namespace) -> int:
+    if args.file:
+        with open(args.file, encoding="utf-8") as lines:
+            texts = [json.loads(line)["text"] for line in lines if line.strip()]
+    elif args.text:
+        texts = [" ".join(args.text)]
+    else:
+        _say('usage: expressway route "text" [--json] | expressway route --file F.jsonl')
+        return EXIT_USAGE
+    for text in texts:
+        route = classify(text)
+        if args.json:
+            print(json.dumps(route.__dict__))
+        else:
+            print(f"{route.task:<15} {route.tier:<9} {route.confidence:.2f}  {text[:70]}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="expressway", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    ask = commands.add_parser("ask", help="answer a question, streaming tokens and progress")
+    ask.add_argument("question", nargs="*", help="the question")
+    ask.add_argument("--json", action="store_true", help="print one JSON event per line")
+    ask.add_argument("--mode", choices=["compiler", "parallel_calls"], help="execution mode")
+    ask.add_argument("--tier", choices=["fast", "frontier"], help="force a tier")
+    ask.set_defaults(handler=cmd_ask)
+
+    serve = commands.add_parser("serve-local", help="run the embedded vLLM until Ctrl-C")
+    serve.add_argument("--port", type=int, help="default: EXPRESSWAY_EMBEDDED_PORT or 8000")
+    serve.set_defaults(handler=cmd_serve_local)
+
+    stop = commands.add_parser("stop-local", help="stop an embedded vLLM left running by ask")
+    stop.add_argument("--port", type=int)
+    stop.set_defaults(handler=cmd_stop_local)
+
+    route = commands.add_parser("route", help="show the routing decision for text")
+    route.add_argument("text", nargs="*")
+    route.add_argument("--file", help="JSON lines with a `text` field")
+    route.add_argument("--json", action="store_true")
+    route.set_defaults(handler=cmd_route)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except (ConfigurationError, RoutingTableError) as error:
+        _say(f"configuration error: {error}")
+        return EXIT_USAGE
+    except (BackendUnavailableError, EmbeddedBackendError) as error:
+        _say(f"backend error: {error}")
+        return EXIT_BACKEND
+    except KeyboardInterrupt:
+        _say("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""The progress event schema (version 1) and the helper nodes use to emit events.
+
+Every event is a JSON-serializable dict with `type`, `v` (schema version) and `t` (seconds since
+the run started, from a monotonic clock). Nodes emit them through LangGraph's custom stream
+(`get_stream_writer`), so `graph.astream(..., stream_mode="custom")`, the LangGraph server's SSE
+stream and the CLI all see the same events in the same order.
+"""
+
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, Literal, NotRequired, TypedDict
+
+from langgraph.config import get_stream_writer
+
+SCHEMA_VERSION = 1
+
+EventType = Literal[
+    "run.started",
+    "route.decided",
+    "plan.task",
+    "plan.error",
+    "task.started",
+    "task.finished",
+    "fallback",
+    "token",
+    "run.finished",
+]
+
+
+class Event(TypedDict):
+    """Fields every event has; each type adds its own (see README "Event schema")."""
+
+    type: EventType
+    v: int
+    t: float
+    task_id: NotRequired[int]
+    tool: NotRequired[str]
+    status: NotRequired[Literal["ok", "error"]]
+    duration_s: NotRequired[float]
+    text: NotRequired[str]
+    tier: NotRequired[str]
+    model: NotRequired[str]
+
+
+def now() -> float:
+    """The clock every run timestamp is taken from."""
+    return time.monotonic()
+
+
+def emit(started_at: float, type: EventType, **fields: Any) -> dict[str, Any]:
+    """Send one event to the run's custom stream (a no-op outside a graph run) and return it."""
+    event = {"type": type, "v": SCHEMA_VERSION, "t": round(now() - started_at, 6), **fields}
+    try:
+        writer = get_stream_writer()
+    except RuntimeError:  # called outside a runnable context (plain unit use)
+        return event
+    writer(event)
+    return event
+
+
+async def iter_events(
+    stream: AsyncIterator[Any],
+) -> AsyncIterator[dict[str, Any]]:
+    """Yield the progress events of `graph.astream(..., stream_mode=["custom", ...])` and
+    drop other stream parts, so callers get one typed sequence."""
+    async for part in stream:
+        mode, payload = part if isinstance(part, tuple) and len(part) == 2 else ("custom", part)
+        if mode == "custom" and isinstance(payload, Mapping) and "type" in payload:
+            yield dict(payload)

@@ -1,0 +1,76 @@
+"""The two model tiers as OpenAI-compatible chat models (langchain-openai `ChatOpenAI`)."""
+
+import os
+from collections.abc import Mapping
+from functools import lru_cache
+
+import httpx
+from langchain_core.language_models import BaseChatModel
+from langchain_openai import ChatOpenAI
+
+from expressway.context import Context, TierName
+from expressway.embedded import serving_models
+
+
+class BackendUnavailableError(RuntimeError):
+    """A tier's endpoint cannot be reached; the message names the URL, the variable and the fix."""
+
+
+@lru_cache(maxsize=16)
+def _openai_model(base_url: str, model: str, timeout_s: float, api_key_env: str) -> ChatOpenAI:
+    # Cached so every call of a tier shares one HTTP connection pool (no TCP/TLS setup per call).
+    return ChatOpenAI(
+        base_url=base_url,
+        model=model,
+        # The key is read here and never stored in state or events; local vLLM needs none.
+        api_key=os.environ.get(api_key_env) or "not-needed",
+        timeout=timeout_s,
+        max_retries=1,
+        temperature=0,
+        streaming=True,
+        stream_usage=False,
+    )
+
+
+def tier_model(
+    context: Context, tier: TierName, overrides: Mapping[str, BaseChatModel] | None = None
+) -> BaseChatModel:
+    """The chat model serving `tier`: one passed to build_graph, or the tier's endpoint."""
+    if overrides and tier in overrides:
+        return overrides[tier]
+    return _openai_model(
+        context.base_url(tier),
+        context.model_name(tier),
+        context.model_timeout_s,
+        f"EXPRESSWAY_{tier.upper()}_API_KEY",
+    )
+
+
+def unreachable(context: Context, tier: TierName) -> BackendUnavailableError:
+    """The error for a tier whose endpoint does not answer, naming the URL, variable and fix."""
+    url = context.base_url(tier)
+    if context.uses_embedded(tier):
+        fix = "start it with `expressway serve-local` (or let `expressway ask` start it)"
+        variable = "EXPRESSWAY_EMBEDDED_PORT"
+    else:
+        fix = "check the server is up and the URL is right"
+        variable = f"EXPRESSWAY_{tier.upper()}_BASE_URL"
+    return BackendUnavailableError(
+        f"the {tier} tier's backend at {url} is unreachable ({variable}); {fix}."
+    )
+
+
+def check_backend(context: Context, tier: TierName) -> None:
+    """Raise BackendUnavailableError with a fix if the tier's endpoint does not answer."""
+    if serving_models(context.base_url(tier)) is None:
+        raise unreachable(context, tier)
+
+
+def is_connection_error(error: BaseException) -> bool:
+    """True when an exception (or its cause) means the endpoint could not be reached at all."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, httpx.ConnectError) or type(seen).__name__ == "APIConnectionError":
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False

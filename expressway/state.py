@@ -1,0 +1,64 @@
+"""The graph's state: conversation, routing decision, task results and stage timings."""
+
+import operator
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+from langchain_core.messages import AnyMessage
+from langgraph.graph import add_messages
+
+from routers import Route
+
+
+@dataclass
+class PlannedTask:
+    """One step of a plan: call `tool` with `args` once the tasks in `deps` have finished.
+    A string arg may reference an earlier result as "$<id>"."""
+
+    id: int
+    tool: str
+    args: dict[str, Any]
+    deps: list[int] = field(default_factory=list)
+
+
+@dataclass
+class TaskResult:
+    """What running a task produced; `started_s`/`finished_s` are seconds since the run started."""
+
+    id: int
+    tool: str
+    args: dict[str, Any]
+    status: Literal["ok", "error"]
+    output: str
+    started_s: float
+    finished_s: float
+
+
+def add_timings(left: dict[str, float], right: dict[str, float]) -> dict[str, float]:
+    """Sum durations per stage, so a replanned run reports the total time spent planning."""
+    merged = dict(left)
+    for stage, seconds in right.items():
+        merged[stage] = round(merged.get(stage, 0.0) + seconds, 6)
+    return merged
+
+
+@dataclass(kw_only=True)
+class InputState:
+    """What a caller sends: the conversation, whose last human message is the question."""
+
+    messages: Annotated[Sequence[AnyMessage], add_messages] = field(default_factory=list)
+
+
+@dataclass(kw_only=True)
+class State(InputState):
+    """Everything the nodes share during a run. The first node of each question overwrites the
+    per-question fields (langgraph.types.Overwrite), so a thread's earlier turns do not leak in."""
+
+    started_at: float = 0.0
+    route: Route | None = None
+    results: Annotated[list[TaskResult], operator.add] = field(default_factory=list)
+    plan_errors: Annotated[list[str], operator.add] = field(default_factory=list)
+    pending_calls: list[PlannedTask] = field(default_factory=list)
+    replans: int = 0
+    timings: Annotated[dict[str, float], add_timings] = field(default_factory=dict)

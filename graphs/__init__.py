@@ -1,0 +1,1 @@
+"""The compiled agent graph and its factory."""

@@ -1,0 +1,1 @@
+"""The graph's nodes: LLMCompiler's planner, task runner and joiner, plus the answer."""

@@ -1,0 +1,90 @@
+"""The answer node: streams the answer from the routed tier, falling back to the other tier."""
+
+from typing import Any
+
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from langgraph.runtime import Runtime
+
+from expressway.context import Context, TierName
+from expressway.events import emit, now
+from expressway.models import is_connection_error, tier_model, unreachable
+from expressway.state import State, TaskResult
+from expressway.toolbox import Toolbox
+from nodes.prompts import ANSWER_SYSTEM, RESULTS_HEADER
+
+
+def answer_messages(state: State) -> list[BaseMessage]:
+    """The conversation with the tool results appended to the latest question."""
+    history = list(state.messages)
+    if not state.results and not state.plan_errors:
+        return [SystemMessage(ANSWER_SYSTEM), *history]
+    lines = [f"- {describe(result)}" for result in state.results]
+    lines += [f"- planning problem: {error}" for error in state.plan_errors]
+    question = history.pop() if history and isinstance(history[-1], HumanMessage) else None
+    text = f"{question.text if question else ''}\n\n{RESULTS_HEADER}\n" + "\n".join(lines)
+    return [SystemMessage(ANSWER_SYSTEM), *history, HumanMessage(text)]
+
+
+def describe(result: TaskResult) -> str:
+    arguments = ", ".join(f"{name}={value!r}" for name, value in result.args.items())
+    return f"{result.tool}({arguments}) -> {result.output}"
+
+
+async def answer(state: State, runtime: Runtime[Context], *, toolbox: Toolbox) -> dict[str, Any]:
+    """Read the conversation, `route` and `results`; write the answer as an AIMessage and the
+    `tools`/`answer`/`ttft`/`total` timings.
+
+    Emits a `token` event per streamed chunk and `run.finished` with every stage's timing. If the
+    routed tier fails before its first token, the other tier answers (a `fallback` event says so).
+    """
+    context, route = runtime.context, state.route
+    assert route is not None, "route_request runs first"
+    answer_started = now()
+    messages = answer_messages(state)
+    tiers: list[TierName] = [route.tier, "frontier" if route.tier == "fast" else "fast"]
+    parts: list[str] = []
+    first_token_at: float | None = None
+    for attempt, tier in enumerate(tiers):
+        model = tier_model(context, tier, toolbox.models)
+        model_name = route.model or context.model_name(tier)
+        try:
+            stream = model.bind(max_tokens=route.max_tokens)
+            async for chunk in stream.astream(messages):
+                if not chunk.text:
+                    continue
+                if first_token_at is None:
+                    first_token_at = now()
+                parts.append(chunk.text)
+                emit(state.started_at, "token", text=chunk.text, tier=tier, model=model_name)
+            break
+        except Exception as error:
+            # Only a failure before any token is retried: a half-streamed answer cannot be undone.
+            if parts or attempt == len(tiers) - 1:
+                if is_connection_error(error):
+                    raise unreachable(context, tier) from error
+                raise
+            emit(
+                state.started_at,
+                "fallback",
+                from_tier=tier,
+                to_tier=tiers[attempt + 1],
+                reason=f"{type(error).__name__}: {error}"[:300],
+            )
+    finished = now()
+    timings = {
+        # Tool time not hidden behind planning: from the end of routing and planning to the answer.
+        "tools": max(0.0, answer_started - state.started_at - sum(state.timings.values())),
+        "answer": finished - answer_started,
+        "ttft": (first_token_at or finished) - state.started_at,
+        "total": finished - state.started_at,
+    }
+    all_timings = {**state.timings, **timings}
+    emit(
+        state.started_at,
+        "run.finished",
+        timings={stage: round(seconds, 6) for stage, seconds in all_timings.items()},
+        tier=route.tier,
+        tasks=len(state.results),
+        failed_tasks=sum(result.status == "error" for result in state.results),
+    )
+    return {"messages": [AIMessage("".join(parts))], "timings": timings}

@@ -1,0 +1,66 @@
+"""The compiler node: streams the plan and hands each task to the task runner as it arrives."""
+
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from expressway.context import Context
+from expressway.events import emit, now
+from expressway.models import is_connection_error, tier_model, unreachable
+from expressway.state import State
+from expressway.toolbox import Toolbox
+from nodes.planner import PlanError, planner_messages, stream_plan
+from nodes.task_runner import TaskRunner
+from routers.route_request import last_question
+
+
+async def plan_and_schedule(
+    state: State, runtime: Runtime[Context], *, toolbox: Toolbox
+) -> dict[str, Any]:
+    """Read the question, the route and (on a replan) earlier results and plan errors; write new
+    `results`, `plan_errors` and the `plan` timing (the plan stream's duration).
+
+    Each task starts while the rest of the plan is still streaming. Emits `plan.task`,
+    `plan.error`, `task.started` and `task.finished`."""
+    context, route = runtime.context, state.route
+    assert route is not None, "route_request runs first"
+    plan_started = now()
+    runner = TaskRunner(
+        toolbox.tools,
+        state.started_at,
+        context.tool_timeout_s,
+        context.max_concurrency,
+        previous=state.results,
+    )
+    first_id = max((result.id for result in state.results), default=0) + 1
+    messages = planner_messages(
+        last_question(state), toolbox.tools, state.results, state.plan_errors
+    )
+    model = tier_model(context, route.tier, toolbox.models)
+    errors: list[str] = []
+    try:
+        async for item in stream_plan(model, messages, toolbox.tools, first_id):
+            if isinstance(item, PlanError):
+                errors.append(str(item))
+                emit(state.started_at, "plan.error", error=str(item), task_id=item.task_id)
+                continue
+            emit(
+                state.started_at,
+                "plan.task",
+                task_id=item.id,
+                tool=item.tool,
+                args=item.args,
+                deps=item.deps,
+            )
+            runner.submit(item)
+    except BaseException as error:
+        await runner.cancel()
+        if is_connection_error(error):
+            raise unreachable(context, route.tier) from error
+        raise
+    plan_finished = now()
+    return {
+        "results": await runner.results(),
+        "plan_errors": errors,
+        "timings": {"plan": plan_finished - plan_started},
+    }

@@ -1,0 +1,165 @@
+"""The task-fetching unit: starts each task the moment its dependencies have finished.
+
+Async tools run on the event loop; sync tools run on a thread pool sized for the concurrency cap,
+so neither kind serializes. Every call has a timeout, a failing call becomes an error result that
+the answer can read, identical calls in one run execute once, and tasks that depend on a failed
+task fail fast with a message naming it.
+"""
+
+import asyncio
+import contextvars
+import json
+import re
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from langchain_core.tools import BaseTool, StructuredTool
+from langchain_core.tools import tool as as_tool
+
+from expressway.events import emit, now
+from expressway.state import PlannedTask, TaskResult
+
+MAX_OUTPUT_CHARS = 4000
+_REFERENCE = re.compile(r"\$\{?(\d+)\}?")
+# Threads are created lazily, so a large pool costs nothing until sync tools run in parallel.
+_SYNC_TOOL_POOL = ThreadPoolExecutor(max_workers=256, thread_name_prefix="expressway-tool")
+
+
+def as_tools(functions: Iterable[Callable[..., Any] | BaseTool]) -> list[BaseTool]:
+    """Wrap plain functions (sync or async; the docstring is the description) as LangChain tools."""
+    return [f if isinstance(f, BaseTool) else as_tool(f) for f in functions]
+
+
+def resolve_references(args: dict[str, Any], outputs: dict[int, str]) -> dict[str, Any]:
+    """Replace "$N" in string arguments with task N's output ("$N" alone keeps the raw output,
+    which the tool's own argument parsing then converts, e.g. to a number)."""
+
+    def substitute(value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        whole = _REFERENCE.fullmatch(value.strip())
+        if whole:
+            return outputs[int(whole.group(1))]
+        return _REFERENCE.sub(lambda match: outputs[int(match.group(1))], value)
+
+    return {name: substitute(value) for name, value in args.items()}
+
+
+def _clip(text: str) -> str:
+    if len(text) <= MAX_OUTPUT_CHARS:
+        return text
+    return f"{text[:MAX_OUTPUT_CHARS]}... [{len(text) - MAX_OUTPUT_CHARS} more characters cut]"
+
+
+async def call_tool(tool: BaseTool, args: dict[str, Any], timeout_s: float) -> str:
+    """Run one tool call to completion within `timeout_s`, off the event loop if it is sync."""
+    if isinstance(tool, StructuredTool) and tool.coroutine is None and tool.func is not None:
+        context = contextvars.copy_context()
+        loop = asyncio.get_running_loop()
+        call = loop.run_in_executor(_SYNC_TOOL_POOL, context.run, tool.invoke, args)
+    else:
+        call = tool.ainvoke(args)
+    output = await asyncio.wait_for(call, timeout=timeout_s)
+    if isinstance(output, str):
+        return output
+    try:
+        return json.dumps(output, default=str)
+    except (TypeError, ValueError):
+        return repr(output)
+
+
+async def execute_call(
+    task_id: int,
+    tool_name: str,
+    args: dict[str, Any],
+    call: Awaitable[str],
+    started_at: float,
+    timeout_s: float,
+) -> TaskResult:
+    """Await one tool call, turning a timeout or an exception into an error result the answer can
+    read. Emits `task.started` and `task.finished`."""
+    started_s = round(now() - started_at, 6)
+    emit(started_at, "task.started", task_id=task_id, tool=tool_name, args=args)
+    try:
+        output, status = _clip(await call), "ok"
+    except TimeoutError:
+        output, status = f"error: {tool_name} timed out after {timeout_s:g} s", "error"
+    except Exception as error:  # a tool's failure is data for the answer, not a crash
+        output, status = f"error: {tool_name} failed: {type(error).__name__}: {error}", "error"
+    finished_s = round(now() - started_at, 6)
+    emit(
+        started_at,
+        "task.finished",
+        task_id=task_id,
+        tool=tool_name,
+        status=status,
+        duration_s=round(finished_s - started_s, 6),
+        output=output[:200],
+    )
+    return TaskResult(task_id, tool_name, args, status, output, started_s, finished_s)
+
+
+class TaskRunner:
+    """Runs submitted tasks concurrently in dependency order and collects their results."""
+
+    def __init__(
+        self,
+        tools: Sequence[BaseTool],
+        started_at: float,
+        timeout_s: float,
+        max_concurrency: int,
+        previous: Sequence[TaskResult] = (),
+    ) -> None:
+        self._tools = {tool.name: tool for tool in tools}
+        self._started_at = started_at
+        self._timeout_s = timeout_s
+        self._slots = asyncio.Semaphore(max_concurrency)
+        self._finished: dict[int, asyncio.Future[TaskResult]] = {}
+        self._calls: dict[str, asyncio.Task[str]] = {}
+        self._running: list[asyncio.Task[TaskResult]] = []
+        loop = asyncio.get_running_loop()
+        for result in previous:
+            done: asyncio.Future[TaskResult] = loop.create_future()
+            done.set_result(result)
+            self._finished[result.id] = done
+
+    def submit(self, task: PlannedTask) -> None:
+        """Schedule `task`; it starts as soon as every task in its deps has a result."""
+        self._finished[task.id] = asyncio.get_running_loop().create_future()
+        self._running.append(asyncio.create_task(self._run(task), name=f"task-{task.id}"))
+
+    async def results(self) -> list[TaskResult]:
+        """Wait for every submitted task and return their results in task-id order."""
+        results = await asyncio.gather(*self._running)
+        return sorted(results, key=lambda result: result.id)
+
+    async def cancel(self) -> None:
+        for running in [*self._running, *self._calls.values()]:
+            running.cancel()
+        await asyncio.gather(*self._running, *self._calls.values(), return_exceptions=True)
+
+    async def _run(self, task: PlannedTask) -> TaskResult:
+        result = await self._execute(task)
+        self._finished[task.id].set_result(result)
+        return result
+
+    async def _execute(self, task: PlannedTask) -> TaskResult:
+        dependencies = [await self._finished[dep] for dep in task.deps]
+        failed = [dep.id for dep in dependencies if dep.status == "error"]
+        if failed:
+            t = round(now() - self._started_at, 6)
+            reason = f"error: not run because task(s) {failed} it depends on failed"
+            return TaskResult(task.id, task.tool, task.args, "error", reason, t, t)
+        args = resolve_references(task.args, {dep.id: dep.output for dep in dependencies})
+        async with self._slots:
+            key = f"{task.tool}:{json.dumps(args, sort_keys=True, default=str)}"
+            call = self._calls.get(key)
+            if call is None:  # identical calls in one run share a single execution
+                call = asyncio.ensure_future(
+                    call_tool(self._tools[task.tool], args, self._timeout_s)
+                )
+                self._calls[key] = call
+            return await execute_call(
+                task.id, task.tool, args, asyncio.shield(call), self._started_at, self._timeout_s
+            )

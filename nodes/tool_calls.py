@@ -1,0 +1,87 @@
+"""The parallel_calls mode: one model turn proposes several tool calls, each runs in its own
+branch (LangGraph `Send`), and the results are joined in call order."""
+
+from dataclasses import dataclass
+from typing import Any
+
+from langgraph.runtime import Runtime
+from langgraph.types import Send
+
+from expressway.context import Context
+from expressway.events import emit, now
+from expressway.models import is_connection_error, tier_model, unreachable
+from expressway.state import PlannedTask, State
+from expressway.toolbox import Toolbox
+from nodes.planner import PlanError, planner_messages, stream_plan
+from nodes.task_runner import call_tool, execute_call
+from routers.route_request import last_question
+
+
+@dataclass
+class ToolCall:
+    """What one fan-out branch receives: the call and the run's clock."""
+
+    call: PlannedTask
+    started_at: float
+
+
+async def propose_tool_calls(
+    state: State, runtime: Runtime[Context], *, toolbox: Toolbox
+) -> dict[str, Any]:
+    """Read the question and route; write the proposed calls to `pending_calls`, invalid ones to
+    `plan_errors`, and the `plan` timing. Calls that reference other calls' results are refused:
+    in this mode every call is independent."""
+    context, route = runtime.context, state.route
+    assert route is not None, "route_request runs first"
+    started = now()
+    model = tier_model(context, route.tier, toolbox.models)
+    messages = planner_messages(last_question(state), toolbox.tools)
+    calls: list[PlannedTask] = []
+    errors: list[str] = []
+    try:
+        async for item in stream_plan(model, messages, toolbox.tools):
+            if isinstance(item, PlannedTask) and item.deps:
+                item = PlanError(f"task {item.id}: parallel_calls mode runs independent calls only")
+            if isinstance(item, PlanError):
+                errors.append(str(item))
+                emit(state.started_at, "plan.error", error=str(item), task_id=item.task_id)
+                continue
+            emit(
+                state.started_at,
+                "plan.task",
+                task_id=item.id,
+                tool=item.tool,
+                args=item.args,
+                deps=[],
+            )
+            calls.append(item)
+    except Exception as error:
+        if is_connection_error(error):
+            raise unreachable(context, route.tier) from error
+        raise
+    return {"pending_calls": calls, "plan_errors": errors, "timings": {"plan": now() - started}}
+
+
+def fan_out_calls(state: State) -> list[Send] | str:
+    """One `run_tool_call` branch per proposed call, all in the same step; none -> answer."""
+    if not state.pending_calls:
+        return "answer"
+    return [Send("run_tool_call", ToolCall(call, state.started_at)) for call in state.pending_calls]
+
+
+async def run_tool_call(
+    branch: ToolCall, runtime: Runtime[Context], *, toolbox: Toolbox
+) -> dict[str, Any]:
+    """Read one call; write its result to `results` (the answer orders them by call id).
+    Emits `task.started` and `task.finished`."""
+    call, timeout_s = branch.call, runtime.context.tool_timeout_s
+    tool = next(tool for tool in toolbox.tools if tool.name == call.tool)
+    result = await execute_call(
+        call.id,
+        call.tool,
+        call.args,
+        call_tool(tool, call.args, timeout_s),
+        branch.started_at,
+        timeout_s,
+    )
+    return {"results": [result]}

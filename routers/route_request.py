@@ -1,0 +1,52 @@
+"""The graph's first node: starts the run clock and routes the question to a tier."""
+
+from typing import Any
+
+from langchain_core.messages import HumanMessage
+from langgraph.runtime import Runtime
+from langgraph.types import Overwrite
+
+from expressway.context import Context
+from expressway.events import emit, now
+from expressway.state import State
+from routers.classifier import Route, classify
+
+
+def last_question(state: State) -> str:
+    """The text of the latest human message."""
+    for message in reversed(state.messages):
+        if isinstance(message, HumanMessage):
+            return message.text.strip()
+    return ""
+
+
+async def route_request(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+    """Read the latest question; write `started_at`, `route` and reset the per-question fields.
+
+    Emits `run.started` and `route.decided`. A forced tier (context.force_tier) overrides the
+    classifier's tier but keeps its task."""
+    started_at = now()
+    emit(started_at, "run.started")
+    question = last_question(state)
+    if not question:
+        raise ValueError("the question is empty: send a human message with some text")
+    route = classify(question)
+    if runtime.context.force_tier:
+        route = Route(**{**route.__dict__, "tier": runtime.context.force_tier})
+    emit(
+        started_at,
+        "route.decided",
+        task=route.task,
+        tier=route.tier,
+        confidence=route.confidence,
+        latency_ms=route.latency_ms,
+        use_tools=route.use_tools,
+    )
+    return {
+        "started_at": started_at,
+        "route": route,
+        "results": Overwrite([]),
+        "plan_errors": Overwrite([]),
+        "replans": 0,
+        "timings": Overwrite({"route": route.latency_ms / 1000}),
+    }

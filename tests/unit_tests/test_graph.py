@@ -1,0 +1,180 @@
+"""The whole graph on a scripted model: event order, eager task start, tokens, modes, fallback."""
+
+import asyncio
+import json
+import time
+
+import pytest
+
+from expressway.context import Context
+from expressway.events import iter_events
+from graphs.agent import build_graph
+from tests.fakes import ScriptedChatModel
+from tools import DEFAULT_TOOLS
+
+TWO_LOOKUPS = (
+    '{"tasks": [{"id": 1, "tool": "slow_lookup", "args": {"key": "a"}, "deps": []}, '
+    '{"id": 2, "tool": "slow_lookup", "args": {"key": "b"}, "deps": []}]}'
+)
+
+
+def slow_lookup(key: str) -> str:
+    """Looks a key up in a remote-like store (blocks for a while)."""
+    time.sleep(0.3)
+    return f"value of {key}"
+
+
+async def _events(graph, question: str, **context) -> list[dict]:
+    stream = graph.astream(
+        {"messages": [("user", question)]}, context=Context(**context), stream_mode=["custom"]
+    )
+    return [event async for event in iter_events(stream)]
+
+
+def _graph(model: ScriptedChatModel, tools=(slow_lookup,)):
+    return build_graph(tools=list(tools), models={"fast": model, "frontier": model})
+
+
+async def test_compiler_mode_event_order_and_answer_tokens() -> None:
+    model = ScriptedChatModel(plans=[TWO_LOOKUPS], answer="a is value of a; b is value of b.")
+    graph = _graph(model)
+    events = await _events(graph, "What is the status of order a and order b?")
+    types = [event["type"] for event in events]
+    assert types[:2] == ["run.started", "route.decided"]
+    assert types[-1] == "run.finished"
+    for task_id in (1, 2):
+        planned = (
+            types.index("plan.task", 0)
+            if task_id == 1
+            else len(types) - 1 - types[::-1].index("plan.task")
+        )
+        started = next(
+            i
+            for i, e in enumerate(events)
+            if e["type"] == "task.started" and e["task_id"] == task_id
+        )
+        finished = next(
+            i
+            for i, e in enumerate(events)
+            if e["type"] == "task.finished" and e["task_id"] == task_id
+        )
+        assert planned < started < finished
+    first_token = types.index("token")
+    assert all(i < first_token for i, t in enumerate(types) if t == "task.finished")
+    tokens = "".join(event["text"] for event in events if event["type"] == "token")
+    assert tokens == model.answer
+    assert all(event["tier"] == "fast" for event in events if event["type"] == "token")
+    timestamps = [event["t"] for event in events]
+    assert timestamps == sorted(timestamps)
+    timings = events[-1]["timings"]
+    assert set(timings) >= {"route", "plan", "tools", "answer", "ttft", "total"}
+
+
+async def test_tasks_start_while_the_plan_is_still_streaming() -> None:
+    model = ScriptedChatModel(plans=[TWO_LOOKUPS], chunk_chars=4, delay_s=0.01)
+    events = await _events(_graph(model), "What is the status of order a and order b?")
+    first_start = next(e["t"] for e in events if e["type"] == "task.started")
+    last_plan = max(e["t"] for e in events if e["type"] == "plan.task")
+    assert first_start < last_plan
+
+
+async def test_two_tasks_overlap_in_time() -> None:
+    model = ScriptedChatModel(plans=[TWO_LOOKUPS])
+    events = await _events(_graph(model), "What is the status of order a and order b?")
+    started = [e["t"] for e in events if e["type"] == "task.started"]
+    finished = [e["t"] for e in events if e["type"] == "task.finished"]
+    assert max(started) < min(finished)
+
+
+async def test_parallel_calls_mode_fans_out_and_answers_in_call_order() -> None:
+    model = ScriptedChatModel(plans=[TWO_LOOKUPS], answer="done")
+    graph = _graph(model)
+    result = await graph.ainvoke(
+        {"messages": [("user", "What is the status of order a and order b?")]},
+        context=Context(execution_mode="parallel_calls"),
+    )
+    assert [r.id for r in sorted(result["results"], key=lambda r: r.id)] == [1, 2]
+    intervals = [(r.started_s, r.finished_s) for r in result["results"]]
+    assert max(s for s, _ in intervals) < min(f for _, f in intervals)
+    assert result["messages"][-1].content == "done"
+
+
+async def test_invalid_plan_is_replanned_once_then_answered() -> None:
+    bad = '{"tasks": [{"id": 1, "tool": "format_disk", "args": {}, "deps": []}]}'
+    good = '{"tasks": [{"id": 2, "tool": "slow_lookup", "args": {"key": "a"}, "deps": []}]}'
+    model = ScriptedChatModel(plans=[bad, good], answer="ok")
+    events = await _events(_graph(model), "What is the status of order a?")
+    types = [event["type"] for event in events]
+    assert "plan.error" in types
+    assert sum(1 for call in model.calls if call["plan"]) == 2
+    assert any(e["type"] == "task.finished" and e["status"] == "ok" for e in events)
+    assert types[-1] == "run.finished"
+
+
+async def test_replans_are_bounded() -> None:
+    bad = '{"tasks": [{"id": 1, "tool": "format_disk", "args": {}, "deps": []}]}'
+    model = ScriptedChatModel(plans=[bad], answer="I could not plan that.")
+    events = await _events(_graph(model), "What is the status of order a?", max_replans=2)
+    assert sum(1 for call in model.calls if call["plan"]) == 3
+    assert events[-1]["type"] == "run.finished"
+
+
+async def test_requests_that_need_no_tools_skip_planning() -> None:
+    model = ScriptedChatModel(plans=[TWO_LOOKUPS], answer="Positive.")
+    events = await _events(_graph(model), "Classify the sentiment of this review: I love it")
+    assert not any(event["type"].startswith(("plan", "task")) for event in events)
+    assert not any(call["plan"] for call in model.calls)
+
+
+async def test_fallback_to_the_other_tier_before_the_first_token() -> None:
+    broken = ScriptedChatModel(fail_with="connection refused")
+    healthy = ScriptedChatModel(answer="from frontier")
+    graph = build_graph(tools=[slow_lookup], models={"fast": broken, "frontier": healthy})
+    events = await _events(graph, "Classify the sentiment of this review: meh")
+    fallback = next(event for event in events if event["type"] == "fallback")
+    assert (fallback["from_tier"], fallback["to_tier"]) == ("fast", "frontier")
+    assert "".join(e["text"] for e in events if e["type"] == "token") == "from frontier"
+
+
+async def test_empty_question_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="question is empty"):
+        await _events(_graph(ScriptedChatModel()), "   ")
+
+
+async def test_a_thread_keeps_its_messages_and_resets_per_question() -> None:
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    model = ScriptedChatModel(plans=[TWO_LOOKUPS], answer="ok")
+    graph = build_graph(
+        tools=[slow_lookup], models={"fast": model, "frontier": model}, checkpointer=InMemorySaver()
+    )
+    config = {"configurable": {"thread_id": "t1"}}
+    for question in ("Status of order a and b?", "And the price of order a and b?"):
+        result = await graph.ainvoke({"messages": [("user", question)]}, config, context=Context())
+    assert len(result["messages"]) == 4
+    assert len(result["results"]) == 2
+
+
+def test_default_graph_has_the_shipped_tools_and_serializable_schema() -> None:
+    from graphs.agent import graph
+
+    assert graph.name == "expressway"
+    json.dumps(graph.get_context_jsonschema())
+    assert len(DEFAULT_TOOLS) >= 4
+
+
+async def test_events_stream_in_real_time_not_at_the_end() -> None:
+    model = ScriptedChatModel(plans=[TWO_LOOKUPS], answer="x " * 20, chunk_chars=2, delay_s=0.01)
+    graph = _graph(model)
+    arrival = []
+    loop = asyncio.get_running_loop()
+    async for event in iter_events(
+        graph.astream(
+            {"messages": [("user", "status of order a and b")]},
+            context=Context(),
+            stream_mode=["custom"],
+        )
+    ):
+        arrival.append((event["type"], loop.time()))
+    tokens = [t for kind, t in arrival if kind == "token"]
+    assert tokens[-1] - tokens[0] > 0.1  # tokens arrived spread out, as they were produced

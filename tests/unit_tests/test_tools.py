@@ -1,0 +1,92 @@
+"""The shipped tools do real work and refuse what they must."""
+
+import sqlite3
+
+import pytest
+
+from tools.calculator import CalculatorError, calculator
+from tools.clock import ClockError, convert_time, current_time
+from tools.docs_search import search_docs
+from tools.sql import DEMO_DATABASE, SQLToolError, _connect, sql_query
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        ("2 + 3 * 4", "14"),
+        ("(129 * 3) - 12.5", "374.5"),
+        ("2^10", "1024"),
+        ("sqrt(16) + pi", "7.141592653589793"),
+        ("-3 // 2", "-2"),
+    ],
+)
+def test_calculator_evaluates_arithmetic(expression: str, expected: str) -> None:
+    assert calculator(expression) == expected
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "__import__('os').system('true')",
+        "open('/etc/passwd')",
+        "(1).__class__",
+        "x + 1",
+        "9**9**9",
+        "1/0",
+        "lambda: 1",
+        "",
+    ],
+)
+def test_calculator_refuses_anything_but_arithmetic(expression: str) -> None:
+    with pytest.raises(CalculatorError):
+        calculator(expression)
+
+
+def test_sql_reads_the_demo_database() -> None:
+    rows = sql_query("SELECT COUNT(*) AS pending FROM orders WHERE status = 'pending'")
+    assert rows.splitlines() == ["pending", "4"]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "DELETE FROM orders",
+        "INSERT INTO products VALUES (99, 'x', 'y', 1, 1)",
+        "UPDATE products SET price_usd = 0",
+        "DROP TABLE orders",
+        "ATTACH DATABASE ':memory:' AS other",
+        "PRAGMA writable_schema = 1",
+        "SELECT 1; DELETE FROM orders",
+        "CREATE TABLE t (x)",
+    ],
+)
+def test_sql_refuses_writes_attach_and_multiple_statements(query: str) -> None:
+    with pytest.raises(SQLToolError):
+        sql_query(query)
+    assert sql_query("SELECT COUNT(*) FROM orders").splitlines()[1] == "12"
+
+
+def test_sql_connection_itself_is_read_only() -> None:
+    connection = _connect(DEMO_DATABASE)
+    connection.set_authorizer(None)  # even without the authorizer, mode=ro refuses writes
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        connection.execute("DELETE FROM orders")
+    connection.close()
+
+
+def test_docs_search_finds_the_relevant_passage() -> None:
+    assert "5-8 business days" in search_docs("shipping time to Canada")
+    assert "two-year warranty" in search_docs("warranty")
+    assert search_docs("zzzz qqqq").startswith("No document matches")
+
+
+def test_clock_tools() -> None:
+    assert "(Asia/Tokyo)" in current_time("Tokyo")
+    assert "(Europe/Berlin)" in current_time("Europe/Berlin")
+    assert convert_time("2026-01-15 09:00", "America/New_York", "Europe/London").endswith(
+        "2026-01-15 14:00 Europe/London"
+    )
+    with pytest.raises(ClockError):
+        current_time("Atlantis")
+    with pytest.raises(ClockError):
+        convert_time("nine", "UTC", "UTC")
