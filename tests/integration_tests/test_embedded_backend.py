@@ -1,0 +1,142 @@
+"""The graph, the CLI and the LangGraph server on the real embedded vLLM (SmolLM2-135M on CPU)."""
+
+import functools
+import json
+import os
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from expressway.context import Context
+from expressway.embedded import serving_models, served_model_names
+from expressway.events import iter_events
+from graphs.agent import build_graph, graph
+from tools import DEFAULT_TOOLS
+
+pytestmark = pytest.mark.integration
+
+
+async def _run(compiled, question: str, **context) -> list[dict]:
+    stream = compiled.astream(
+        {"messages": [("user", question)]}, context=Context(**context), stream_mode=["custom"]
+    )
+    return [event async for event in iter_events(stream)]
+
+
+def test_server_serves_both_tiers(embedded_port: int) -> None:
+    names = serving_models(f"http://127.0.0.1:{embedded_port}/v1")
+    assert names is not None and set(served_model_names()) <= set(names)
+
+
+async def test_graph_answers_a_tool_question_streamed(embedded_port: int) -> None:
+    events = await _run(graph, "How many orders are pending, and what time is it in Tokyo?")
+    types = [event["type"] for event in events]
+    assert types[:2] == ["run.started", "route.decided"]
+    assert "plan.task" in types and "task.finished" in types
+    assert types[-1] == "run.finished"
+    tokens = [event for event in events if event["type"] == "token"]
+    assert len(tokens) > 3  # streamed in many chunks, not at the end in one piece
+    assert "".join(event["text"] for event in tokens).strip()
+    timings = events[-1]["timings"]
+    assert 0 < timings["ttft"] <= timings["total"]
+
+
+async def test_two_tools_run_concurrently_on_the_real_model(embedded_port: int) -> None:
+    """parallel_calls mode fans out the model's calls; remote-like tool latency makes overlap
+    visible (the shipped tools answer in milliseconds)."""
+
+    def with_latency(tool):
+        @functools.wraps(tool)
+        def slowed(**kwargs):
+            time.sleep(0.5)
+            return tool(**kwargs)
+
+        return slowed
+
+    compiled = build_graph(tools=[with_latency(tool) for tool in DEFAULT_TOOLS])
+    events = await _run(
+        compiled, "What time is it in Tokyo and in Berlin?", execution_mode="parallel_calls"
+    )
+    started = [e["t"] for e in events if e["type"] == "task.started"]
+    finished = [e["t"] for e in events if e["type"] == "task.finished"]
+    assert len(started) >= 2, f"the model planned {len(started)} task(s): {events}"
+    assert max(started) < min(finished)
+
+
+async def test_a_question_the_model_handles_badly_still_completes(embedded_port: int) -> None:
+    question = "Объясни, пожалуйста, 量子力学 " * 40
+    events = await _run(graph, question, model_timeout_s=120)
+    assert events[-1]["type"] == "run.finished"
+
+
+def test_cli_ask_streams_json_events(embedded_port: int) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "expressway.cli", "ask", "--json", "What is 17 * 23?"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "EXPRESSWAY_EMBEDDED_PORT": str(embedded_port)},
+    )
+    assert completed.returncode == 0, completed.stderr
+    events = [json.loads(line) for line in completed.stdout.splitlines()]
+    assert events[0]["type"] == "run.started" and events[-1]["type"] == "run.finished"
+    assert "reusing the embedded vLLM" in completed.stderr
+
+
+def test_langgraph_dev_streams_a_run_over_http(embedded_port: int, tmp_path) -> None:
+    from langgraph_sdk import get_sync_client
+
+    port = _free_port()
+    server = subprocess.Popen(
+        [
+            os.path.join(os.path.dirname(sys.executable), "langgraph"),
+            "dev", "--port", str(port), "--no-browser", "--no-reload",
+        ],  # fmt: skip
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
+        stdout=open(tmp_path / "langgraph.log", "w"),
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "EXPRESSWAY_EMBEDDED_PORT": str(embedded_port)},
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/ok", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        else:
+            pytest.fail((tmp_path / "langgraph.log").read_text()[-3000:])
+        client = get_sync_client(url=url)
+        thread = client.threads.create()
+        parts = list(
+            client.runs.stream(
+                thread["thread_id"],
+                "agent",
+                input={"messages": [{"role": "user", "content": "What time is it in Tokyo?"}]},
+                stream_mode=["custom", "values"],
+            )
+        )
+        events = [p.data for p in parts if p.event == "custom"]
+        assert events[0]["type"] == "run.started", (tmp_path / "langgraph.log").read_text()[-3000:]
+        assert events[-1]["type"] == "run.finished"
+        final = [p.data for p in parts if p.event == "values"][-1]
+        answer = "".join(e["text"] for e in events if e["type"] == "token")
+        assert final["messages"][-1]["content"] == answer
+        state = client.threads.get_state(thread["thread_id"])
+        assert len(state["values"]["messages"]) == 2
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
