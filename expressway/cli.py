@@ -173,6 +173,18 @@ def cmd_route(args: argparse.Namespace) -> int:
     return 0
 
 
+BENCHMARKS = ("fanout", "eager")
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Run bench/<name>.py; its main(argv) returns one JSON-serializable report."""
+    import importlib
+
+    report = importlib.import_module(f"bench.{args.name}").main(args.extra)
+    print(json.dumps(report) if args.json else json.dumps(report, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="expressway", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -197,11 +209,21 @@ def build_parser() -> argparse.ArgumentParser:
     route.add_argument("--file", help="JSON lines with a `text` field")
     route.add_argument("--json", action="store_true")
     route.set_defaults(handler=cmd_route)
+
+    bench = commands.add_parser("bench", help="run a benchmark and print its JSON report")
+    bench.add_argument("name", choices=BENCHMARKS)
+    bench.add_argument("--json", action="store_true", help="one line of JSON")
+    bench.set_defaults(handler=cmd_bench)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # A benchmark's own options (e.g. `bench fanout --sizes 8,64`) pass through to it.
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "bench":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra = extra
     try:
         return args.handler(args)
     except (ConfigurationError, RoutingTableError) as error:

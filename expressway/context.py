@@ -73,6 +73,9 @@ class Context:
     max_concurrency: int = field(
         default=64, metadata={"description": "Most tool calls running at once in one run."}
     )
+    max_plan_tasks: int = field(
+        default=16, metadata={"description": "Most tasks in one plan (or one turn of calls)."}
+    )
     max_replans: int = field(
         default=1, metadata={"description": "How many times a failed plan may be replanned."}
     )
@@ -100,7 +103,7 @@ class Context:
             raise ConfigurationError(
                 f"EXPRESSWAY_FORCE_TIER={self.force_tier!r}: use 'fast', 'frontier' or leave empty"
             )
-        for name in ("model_timeout_s", "tool_timeout_s", "max_concurrency"):
+        for name in ("model_timeout_s", "tool_timeout_s", "max_concurrency", "max_plan_tasks"):
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"EXPRESSWAY_{name.upper()} must be greater than 0")
         for tier in get_args(TierName):

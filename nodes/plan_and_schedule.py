@@ -39,7 +39,9 @@ async def plan_and_schedule(
     model = tier_model(context, route.tier, toolbox.models)
     errors: list[str] = []
     try:
-        async for item in stream_plan(model, messages, toolbox.tools, first_id):
+        async for item in stream_plan(
+            model, messages, toolbox.tools, context.max_plan_tasks, first_id
+        ):
             if isinstance(item, PlanError):
                 errors.append(str(item))
                 emit(state.started_at, "plan.error", error=str(item), task_id=item.task_id)

@@ -21,7 +21,6 @@ from rank_bm25 import BM25Okapi
 from expressway.state import PlannedTask, TaskResult
 from nodes.prompts import PLAN_EXAMPLES, PLANNER_SYSTEM, REPLAN_NOTE
 
-MAX_TASKS = 8
 _REFERENCE = re.compile(r"\$\{?(\d+)\}?")
 _WORD = re.compile(r"\w+")
 
@@ -39,7 +38,7 @@ def tool_parameters(tool: BaseTool) -> dict[str, Any]:
     return convert_to_openai_tool(tool)["function"]["parameters"]
 
 
-def plan_json_schema(tools: Sequence[BaseTool]) -> dict[str, Any]:
+def plan_json_schema(tools: Sequence[BaseTool], max_tasks: int) -> dict[str, Any]:
     """A schema whose every task names a real tool with that tool's own argument schema."""
     task_schemas = [
         {
@@ -58,7 +57,7 @@ def plan_json_schema(tools: Sequence[BaseTool]) -> dict[str, Any]:
     return {
         "type": "object",
         "properties": {
-            "tasks": {"type": "array", "maxItems": MAX_TASKS, "items": {"anyOf": task_schemas}}
+            "tasks": {"type": "array", "maxItems": max_tasks, "items": {"anyOf": task_schemas}}
         },
         "required": ["tasks"],
         "additionalProperties": False,
@@ -78,7 +77,7 @@ def _example_index() -> BM25Okapi:
     return BM25Okapi([_WORD.findall(question.lower()) for question, _ in PLAN_EXAMPLES])
 
 
-def similar_examples(question: str, tool_names: set[str], count: int = 3) -> list[tuple[str, str]]:
+def similar_examples(question: str, tool_names: set[str], count: int = 2) -> list[tuple[str, str]]:
     """The example plans most similar to `question` that use only the available tools."""
     scores = _example_index().get_scores(_WORD.findall(question.lower()))
     ranked = sorted(range(len(PLAN_EXAMPLES)), key=lambda i: scores[i], reverse=True)
@@ -180,6 +179,7 @@ class PlanValidator:
 
     tools: dict[str, BaseTool]
     seen: set[int]
+    max_tasks: int
 
     def check(self, raw: dict[str, Any]) -> PlannedTask:
         task_id, tool_name = raw.get("id"), raw.get("tool")
@@ -188,8 +188,12 @@ class PlanValidator:
             raise PlanError(f"task {raw!r} has no integer id")
         if task_id in self.seen:
             raise PlanError(f"task {task_id}: the id is used twice")
-        if len(self.seen) >= MAX_TASKS:
-            raise PlanError(f"task {task_id}: a plan may have at most {MAX_TASKS} tasks", task_id)
+        if len(self.seen) >= self.max_tasks:
+            raise PlanError(
+                f"task {task_id}: a plan may have at most {self.max_tasks} tasks "
+                "(EXPRESSWAY_MAX_PLAN_TASKS)",
+                task_id,
+            )
         if tool_name not in self.tools:
             raise PlanError(
                 f"task {task_id}: unknown tool {tool_name!r}; available: {', '.join(self.tools)}",
@@ -224,17 +228,21 @@ async def stream_plan(
     model: BaseChatModel,
     messages: Sequence[BaseMessage],
     tools: Sequence[BaseTool],
+    max_tasks: int,
     first_id: int = 1,
 ) -> AsyncIterator[PlannedTask | PlanError]:
     """Yield each valid task as soon as the model has written it, and a PlanError for each invalid
-    task (or a plan that is not valid JSON). Task ids are renumbered from `first_id` on replans."""
-    schema = plan_json_schema(tools)
+    task (or a plan that is not valid JSON). On a replan, ids below `first_id` belong to earlier
+    results: new tasks may depend on them but not reuse them."""
+    schema = plan_json_schema(tools, max_tasks)
     structured = model.bind(
         response_format={"type": "json_schema", "json_schema": {"name": "plan", "schema": schema}}
     )
     parser = TaskStreamParser()
     validator = PlanValidator(
-        tools={tool.name: tool for tool in tools}, seen=set(range(1, first_id))
+        tools={tool.name: tool for tool in tools},
+        seen=set(range(1, first_id)),
+        max_tasks=max_tasks + first_id - 1,
     )
     async for chunk in structured.astream(messages):
         try:

@@ -80,6 +80,28 @@ PLAN_EXAMPLES: list[tuple[str, str]] = [
         '"tool": "calculator", "args": {"expression": "$1 / $2"}, "deps": [1, 2]}]}',
     ),
     (
+        "Which customers live in Sweden?",
+        '{"tasks": [{"id": 1, "tool": "sql_query", "args": {"query": "SELECT name, city FROM '
+        'customers WHERE country = \'Sweden\'"}, "deps": []}]}',
+    ),
+    (
+        "What is the average price of camping gear, and how much is shipping to the United States?",
+        '{"tasks": [{"id": 1, "tool": "sql_query", "args": {"query": "SELECT AVG(price_usd) FROM '
+        'products WHERE category = \'camping\'"}, "deps": []}, {"id": 2, "tool": '
+        '"search_docs", "args": {"query": "shipping cost United States"}, "deps": []}]}',
+    ),
+    (
+        "When it is 18:30 in Madrid, what time is it in Lagos?",
+        '{"tasks": [{"id": 1, "tool": "convert_time", "args": {"time": "18:30", "from_timezone": '
+        '"Europe/Madrid", "to_timezone": "Africa/Lagos"}, "deps": []}]}',
+    ),
+    (
+        "How do I wash the merino base layer, and how many are in stock?",
+        '{"tasks": [{"id": 1, "tool": "search_docs", "args": {"query": "wash merino base layer"}, '
+        '"deps": []}, {"id": 2, "tool": "sql_query", "args": {"query": "SELECT stock FROM products '
+        'WHERE name LIKE \'%Merino%\'"}, "deps": []}]}',
+    ),
+    (
         "Hello! Who are you?",
         '{"tasks": []}',
     ),

@@ -39,7 +39,7 @@ async def propose_tool_calls(
     calls: list[PlannedTask] = []
     errors: list[str] = []
     try:
-        async for item in stream_plan(model, messages, toolbox.tools):
+        async for item in stream_plan(model, messages, toolbox.tools, context.max_plan_tasks):
             if isinstance(item, PlannedTask) and item.deps:
                 item = PlanError(f"task {item.id}: parallel_calls mode runs independent calls only")
             if isinstance(item, PlanError):

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from expressway.context import Context
-from expressway.embedded import serving_models, served_model_names
+from expressway.embedded import served_model_names, serving_models
 from expressway.events import iter_events
 from graphs.agent import build_graph, graph
 from tools import DEFAULT_TOOLS
@@ -90,16 +90,16 @@ def test_langgraph_dev_streams_a_run_over_http(embedded_port: int, tmp_path) -> 
     from langgraph_sdk import get_sync_client
 
     port = _free_port()
-    server = subprocess.Popen(
-        [
-            os.path.join(os.path.dirname(sys.executable), "langgraph"),
-            "dev", "--port", str(port), "--no-browser", "--no-reload",
-        ],  # fmt: skip
-        cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
-        stdout=open(tmp_path / "langgraph.log", "w"),
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "EXPRESSWAY_EMBEDDED_PORT": str(embedded_port)},
-    )
+    langgraph_cli = os.path.join(os.path.dirname(sys.executable), "langgraph")
+    log_path = tmp_path / "langgraph.log"
+    with log_path.open("w") as log:
+        server = subprocess.Popen(
+            [langgraph_cli, "dev", "--port", str(port), "--no-browser", "--no-reload"],
+            cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "EXPRESSWAY_EMBEDDED_PORT": str(embedded_port)},
+        )
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 120
@@ -110,7 +110,7 @@ def test_langgraph_dev_streams_a_run_over_http(embedded_port: int, tmp_path) -> 
             except httpx.HTTPError:
                 time.sleep(0.5)
         else:
-            pytest.fail((tmp_path / "langgraph.log").read_text()[-3000:])
+            pytest.fail(log_path.read_text()[-3000:])
         client = get_sync_client(url=url)
         thread = client.threads.create()
         parts = list(
@@ -122,7 +122,7 @@ def test_langgraph_dev_streams_a_run_over_http(embedded_port: int, tmp_path) -> 
             )
         )
         events = [p.data for p in parts if p.event == "custom"]
-        assert events[0]["type"] == "run.started", (tmp_path / "langgraph.log").read_text()[-3000:]
+        assert events[0]["type"] == "run.started", log_path.read_text()[-3000:]
         assert events[-1]["type"] == "run.finished"
         final = [p.data for p in parts if p.event == "values"][-1]
         answer = "".join(e["text"] for e in events if e["type"] == "token")

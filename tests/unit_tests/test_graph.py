@@ -6,10 +6,10 @@ import time
 
 import pytest
 
+from bench.scripted_model import ScriptedChatModel
 from expressway.context import Context
 from expressway.events import iter_events
 from graphs.agent import build_graph
-from tests.fakes import ScriptedChatModel
 from tools import DEFAULT_TOOLS
 
 TWO_LOOKUPS = (

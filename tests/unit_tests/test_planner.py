@@ -5,10 +5,10 @@ import json
 
 import pytest
 
+from bench.scripted_model import ScriptedChatModel
 from expressway.state import PlannedTask
 from nodes.planner import PlanError, PlanValidator, TaskStreamParser, plan_json_schema, stream_plan
 from nodes.task_runner import as_tools
-from tests.fakes import ScriptedChatModel
 from tools import DEFAULT_TOOLS
 
 TOOLS = as_tools(DEFAULT_TOOLS)
@@ -39,7 +39,7 @@ def test_parser_reports_a_cut_off_plan() -> None:
 
 
 def _validator() -> PlanValidator:
-    return PlanValidator(tools={tool.name: tool for tool in TOOLS}, seen=set())
+    return PlanValidator(tools={tool.name: tool for tool in TOOLS}, seen=set(), max_tasks=8)
 
 
 @pytest.mark.parametrize(
@@ -89,7 +89,7 @@ def test_references_become_dependencies() -> None:
 
 
 def test_schema_constrains_tool_names_and_arguments() -> None:
-    schema = plan_json_schema(TOOLS)
+    schema = plan_json_schema(TOOLS, 8)
     variants = schema["properties"]["tasks"]["items"]["anyOf"]
     assert {variant["properties"]["tool"]["const"] for variant in variants} == {
         t.name for t in TOOLS
@@ -106,7 +106,7 @@ async def test_stream_plan_yields_valid_tasks_and_errors_in_order() -> None:
         '{"id": 3, "tool": "calculator", "args": {"expression": "$1 * 3"}, "deps": [1]}]}'
     )
     model = ScriptedChatModel(plans=[plan], chunk_chars=5)
-    items = [item async for item in stream_plan(model, [], TOOLS)]
+    items = [item async for item in stream_plan(model, [], TOOLS, 8)]
     assert [type(item).__name__ for item in items] == ["PlannedTask", "PlanError", "PlannedTask"]
     assert "unknown tool 'teleport'" in str(items[1])
     assert model.calls[0]["response_format"]["json_schema"]["schema"]["required"] == ["tasks"]
@@ -114,5 +114,5 @@ async def test_stream_plan_yields_valid_tasks_and_errors_in_order() -> None:
 
 async def test_stream_plan_reports_invalid_json() -> None:
     model = ScriptedChatModel(plans=['{"tasks": [{"id": 1, "tool": '])
-    items = [item async for item in stream_plan(model, [], TOOLS)]
+    items = [item async for item in stream_plan(model, [], TOOLS, 8)]
     assert len(items) == 1 and isinstance(items[0], PlanError)

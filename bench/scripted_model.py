@@ -1,7 +1,11 @@
-"""A scripted chat model for unit tests: streams a plan for structured-output calls and an answer
-otherwise, in small chunks with a delay, so streaming and eager execution are observable."""
+"""A scripted chat model, a benchmark and test instrument (never a product default).
+
+It streams a plan for structured-output calls and an answer otherwise, in small chunks with a
+delay, so streaming and eager execution are observable, and records when each chunk left it.
+"""
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -18,6 +22,7 @@ class ScriptedChatModel(BaseChatModel):
     delay_s: float = 0.0
     fail_with: str = ""
     calls: list[dict[str, Any]] = []  # noqa: RUF012
+    chunk_times: list[float] = []  # noqa: RUF012 (time.monotonic() of each streamed chunk)
 
     @property
     def _llm_type(self) -> str:
@@ -65,6 +70,7 @@ class ScriptedChatModel(BaseChatModel):
             if self.delay_s:
                 await asyncio.sleep(self.delay_s)
             chunk = ChatGenerationChunk(message=AIMessageChunk(text[i : i + self.chunk_chars]))
+            self.chunk_times.append(time.monotonic())
             if run_manager:
                 await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
             yield chunk
