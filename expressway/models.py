@@ -1,5 +1,6 @@
 """The two model tiers as OpenAI-compatible chat models (langchain-openai `ChatOpenAI`)."""
 
+import asyncio
 import os
 from collections.abc import Mapping
 from functools import lru_cache
@@ -64,6 +65,17 @@ def check_backend(context: Context, tier: TierName) -> None:
     """Raise BackendUnavailableError with a fix if the tier's endpoint does not answer."""
     if serving_models(context.base_url(tier)) is None:
         raise unreachable(context, tier)
+
+
+def raise_if_cancelled() -> None:
+    """Re-raise a cancellation that the HTTP client swallowed.
+
+    A CancelledError that arrives while an httpx/openai response stream is closing can be
+    absorbed there; the task still counts it (Task.cancelling(), Python 3.11+), so raise it
+    again after a model stream ends, or a cancelled run would go on to run its tools."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def is_connection_error(error: BaseException) -> bool:

@@ -7,7 +7,7 @@ from langgraph.runtime import Runtime
 
 from expressway.context import Context, TierName
 from expressway.events import emit, now
-from expressway.models import is_connection_error, tier_model, unreachable
+from expressway.models import is_connection_error, raise_if_cancelled, tier_model, unreachable
 from expressway.state import State, TaskResult
 from expressway.toolbox import Toolbox
 from nodes.prompts import ANSWER_SYSTEM, RESULTS_HEADER
@@ -56,6 +56,7 @@ async def answer(state: State, runtime: Runtime[Context], *, toolbox: Toolbox) -
                     first_token_at = now()
                 parts.append(chunk.text)
                 emit(state.started_at, "token", text=chunk.text, tier=tier, model=model_name)
+            raise_if_cancelled()
             break
         except Exception as error:
             # Only a failure before any token is retried: a half-streamed answer cannot be undone.

@@ -55,14 +55,16 @@ async def plan_and_schedule(
                 deps=item.deps,
             )
             runner.submit(item)
+        plan_finished = now()
+        results = await runner.results()
     except BaseException as error:
+        # A cancelled run (the consumer went away) or a failed plan stream stops every tool call.
         await runner.cancel()
         if is_connection_error(error):
             raise unreachable(context, route.tier) from error
         raise
-    plan_finished = now()
     return {
-        "results": await runner.results(),
+        "results": results,
         "plan_errors": errors,
         "timings": {"plan": plan_finished - plan_started},
     }

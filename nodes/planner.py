@@ -18,6 +18,7 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from rank_bm25 import BM25Okapi
 
+from expressway.models import raise_if_cancelled
 from expressway.state import PlannedTask, TaskResult
 from nodes.prompts import PLAN_EXAMPLES, PLANNER_SYSTEM, REPLAN_NOTE
 
@@ -255,6 +256,7 @@ async def stream_plan(
                 yield validator.check(raw)
             except PlanError as error:
                 yield error
+    raise_if_cancelled()
     try:
         parser.finish()
     except PlanError as error:

@@ -1,18 +1,12 @@
 """Starts the real embedded vLLM once per test session (or reuses one already on the port)."""
 
 import os
-import socket
 from collections.abc import Iterator
 
 import pytest
 
+from bench.harness import free_port
 from expressway.embedded import start_server
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -20,7 +14,7 @@ def embedded_port() -> Iterator[int]:
     """EXPRESSWAY_TEST_EMBEDDED_PORT reuses a server you already run; otherwise one is started on a
     free port and stopped at the end."""
     reuse = os.environ.get("EXPRESSWAY_TEST_EMBEDDED_PORT")
-    port = int(reuse) if reuse else _free_port()
+    port = int(reuse) if reuse else free_port()
     server = start_server(port, progress=lambda line: print(line, flush=True), timeout_s=900)
     previous = os.environ.get("EXPRESSWAY_EMBEDDED_PORT")
     os.environ["EXPRESSWAY_EMBEDDED_PORT"] = str(port)

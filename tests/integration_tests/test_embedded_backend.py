@@ -7,9 +7,9 @@ import subprocess
 import sys
 import time
 
-import httpx
 import pytest
 
+from bench.harness import langgraph_dev
 from expressway.context import Context
 from expressway.embedded import served_model_names, serving_models
 from expressway.events import iter_events
@@ -89,28 +89,8 @@ def test_cli_ask_streams_json_events(embedded_port: int) -> None:
 def test_langgraph_dev_streams_a_run_over_http(embedded_port: int, tmp_path) -> None:
     from langgraph_sdk import get_sync_client
 
-    port = _free_port()
-    langgraph_cli = os.path.join(os.path.dirname(sys.executable), "langgraph")
-    log_path = tmp_path / "langgraph.log"
-    with log_path.open("w") as log:
-        server = subprocess.Popen(
-            [langgraph_cli, "dev", "--port", str(port), "--no-browser", "--no-reload"],
-            cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "EXPRESSWAY_EMBEDDED_PORT": str(embedded_port)},
-        )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/ok", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
-        else:
-            pytest.fail(log_path.read_text()[-3000:])
+    env = {**os.environ, "EXPRESSWAY_EMBEDDED_PORT": str(embedded_port)}
+    with langgraph_dev(env, tmp_path / "langgraph.log") as url:
         client = get_sync_client(url=url)
         thread = client.threads.create()
         parts = list(
@@ -122,21 +102,10 @@ def test_langgraph_dev_streams_a_run_over_http(embedded_port: int, tmp_path) -> 
             )
         )
         events = [p.data for p in parts if p.event == "custom"]
-        assert events[0]["type"] == "run.started", log_path.read_text()[-3000:]
+        assert events[0]["type"] == "run.started", parts
         assert events[-1]["type"] == "run.finished"
         final = [p.data for p in parts if p.event == "values"][-1]
         answer = "".join(e["text"] for e in events if e["type"] == "token")
         assert final["messages"][-1]["content"] == answer
         state = client.threads.get_state(thread["thread_id"])
         assert len(state["values"]["messages"]) == 2
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]

@@ -8,6 +8,7 @@ from routers import classify
 
 
 def test_context_reads_the_environment(monkeypatch) -> None:
+    monkeypatch.delenv("EXPRESSWAY_EMBEDDED_PORT", raising=False)
     monkeypatch.setenv("EXPRESSWAY_TOOL_TIMEOUT_S", "2.5")
     monkeypatch.setenv("EXPRESSWAY_FAST_BASE_URL", "http://gpu:8000/v1")
     context = Context()

@@ -1,0 +1,64 @@
+"""Processes the benchmarks and integration tests start: free ports, readiness, `langgraph dev`."""
+
+import contextlib
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_http(url: str, timeout_s: float, process: subprocess.Popen[bytes] | None = None) -> None:
+    """Poll `url` until it answers 200; fail early if `process` exits."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{process.args} exited with code {process.returncode}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {timeout_s} s")
+
+
+@contextlib.contextmanager
+def running(args: list[str], ready_url: str, env: dict[str, str], log: Path) -> Iterator[None]:
+    """Run a server process until the block ends; its output goes to `log`."""
+    with log.open("wb") as log_file:
+        child = subprocess.Popen(
+            args, stdout=log_file, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT
+        )
+    try:
+        try:
+            wait_http(ready_url, 120, child)
+        except RuntimeError as error:
+            raise RuntimeError(f"{error}\n{log.read_text(errors='replace')[-3000:]}") from error
+        yield
+    finally:
+        child.terminate()
+        try:
+            child.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            child.kill()
+
+
+@contextlib.contextmanager
+def langgraph_dev(env: dict[str, str], log: Path) -> Iterator[str]:
+    """`langgraph dev` serving this repo's langgraph.json; yields its URL."""
+    port = free_port()
+    cli = str(Path(sys.executable).parent / "langgraph")
+    args = [cli, "dev", "--port", str(port), "--no-browser", "--no-reload"]
+    url = f"http://127.0.0.1:{port}"
+    with running(args, f"{url}/ok", env, log):
+        yield url

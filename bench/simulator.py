@@ -1,0 +1,261 @@
+"""A simulated OpenAI-compatible backend for benchmarks and tests (never the product's default).
+
+Real HTTP with SSE streaming (`/v1/chat/completions`, `/v1/models`), with a latency profile:
+time to first token, prefill speed with a prefix-cache effect, inter-token latency that grows with
+the number of concurrent streams, and a cap on concurrent sequences (beyond it requests queue, as
+in vLLM's continuous batching). The default profile is the seed's vLLM-on-A100 figures: TTFT
+~300 ms and ~60 tokens/s per stream.
+
+What it answers is scripted by a `responder(request) -> text` function, so runs are reproducible.
+It records when every chunk was sent (time.monotonic(), comparable across processes on one
+machine) and which streams the client abandoned, so relay overhead and cancellation are measurable.
+"""
+
+import asyncio
+import hashlib
+import json
+import re
+import socket
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+Responder = Callable[[dict[str, Any]], str]
+_TOKEN = re.compile(r"\s*\S+|\s+$")
+CHARS_PER_TOKEN = 4
+
+
+@dataclass
+class LatencyProfile:
+    """How the simulated server spends time. Defaults: the seed's vLLM on A100 figures."""
+
+    ttft_s: float = 0.3  # queueing + scheduling + first decode step for a short or cached prompt
+    tokens_per_s: float = 60.0  # decode speed of one stream
+    prefill_tokens_per_s: float = 8000.0  # prompt tokens not in the prefix cache
+    prefix_cache: bool = True
+    max_num_seqs: int = 256  # concurrent sequences; more wait in a queue
+    batch_slowdown: float = 0.002  # each extra concurrent stream slows decoding by this fraction
+
+
+@dataclass
+class SentChunk:
+    request_id: str
+    index: int
+    text: str
+    sent_at: float
+
+
+@dataclass
+class Stats:
+    chunks: list[SentChunk] = field(default_factory=list)
+    requests: int = 0
+    completed: int = 0
+    cancelled: int = 0
+    cached_prompt_tokens: int = 0
+    prompt_tokens: int = 0
+
+
+@dataclass
+class FixedResponder:
+    """An empty plan for structured-output requests, else an answer of `answer_tokens` words."""
+
+    answer_tokens: int = 40
+
+    def __call__(self, request: dict[str, Any]) -> str:
+        if "response_format" in request:
+            return '{"tasks": []}'
+        return " ".join(f"word{i}" for i in range(self.answer_tokens)) + "."
+
+
+def _prompt_text(request: dict[str, Any]) -> list[str]:
+    return [str(message.get("content", "")) for message in request.get("messages", [])]
+
+
+class SimulatedBackend:
+    """The server's state and its Starlette app."""
+
+    def __init__(
+        self,
+        responder: Responder | None = None,
+        profile: LatencyProfile | None = None,
+        model_names: tuple[str, ...] = ("fast", "frontier"),
+    ) -> None:
+        self.responder = responder or FixedResponder()
+        self.profile = profile or LatencyProfile()
+        self.model_names = model_names
+        self.stats = Stats()
+        self._cached_prefixes: set[str] = set()
+        self._active = 0
+        self._slots: asyncio.Semaphore | None = None
+        self.app = Starlette(
+            routes=[
+                Route("/v1/models", self._models, methods=["GET"]),
+                Route("/v1/chat/completions", self._chat, methods=["POST"]),
+                Route("/health", lambda _: Response("ok"), methods=["GET"]),
+                Route("/stats", self._stats, methods=["GET"]),
+            ]
+        )
+
+    def prefill_s(self, request: dict[str, Any]) -> float:
+        """Seconds to prefill the prompt's uncached part; message-aligned prefixes are cached."""
+        uncached, digest = 0, hashlib.sha256()
+        for text in _prompt_text(request):
+            digest.update(text.encode())
+            key = digest.hexdigest()
+            tokens = max(1, len(text) // CHARS_PER_TOKEN)
+            self.stats.prompt_tokens += tokens
+            if self.profile.prefix_cache and key in self._cached_prefixes:
+                self.stats.cached_prompt_tokens += tokens
+            else:
+                uncached += tokens
+                self._cached_prefixes.add(key)
+        return uncached / self.profile.prefill_tokens_per_s
+
+    async def _models(self, _: Request) -> JSONResponse:
+        data = [
+            {"id": name, "object": "model", "owned_by": "simulator"} for name in self.model_names
+        ]
+        return JSONResponse({"object": "list", "data": data})
+
+    async def _stats(self, _: Request) -> JSONResponse:
+        """What was sent and when, for measurements across processes."""
+        return JSONResponse(
+            {
+                "requests": self.stats.requests,
+                "completed": self.stats.completed,
+                "cancelled": self.stats.cancelled,
+                "prompt_tokens": self.stats.prompt_tokens,
+                "cached_prompt_tokens": self.stats.cached_prompt_tokens,
+                "chunks": [chunk.__dict__ for chunk in self.stats.chunks],
+            }
+        )
+
+    async def _chat(self, request: Request) -> Response:
+        body = await request.json()
+        self.stats.requests += 1
+        text = self.responder(body)
+        if body.get("stream"):
+            return StreamingResponse(self._stream(body, text), media_type="text/event-stream")
+        chunks = [piece async for piece in self._timed_tokens(body, text, uuid.uuid4().hex)]
+        self.stats.completed += 1
+        message = {"role": "assistant", "content": "".join(chunks)}
+        return JSONResponse(
+            {
+                "id": f"chatcmpl-{uuid.uuid4().hex}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body.get("model", ""),
+                "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 0, "completion_tokens": len(chunks), "total_tokens": 0},
+            }
+        )
+
+    async def _timed_tokens(
+        self, body: dict[str, Any], text: str, request_id: str
+    ) -> AsyncIterator[str]:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.profile.max_num_seqs)
+        async with self._slots:
+            self._active += 1
+            try:
+                await asyncio.sleep(self.profile.ttft_s + self.prefill_s(body))
+                for index, token in enumerate(_TOKEN.findall(text)):
+                    if index:
+                        slowdown = 1 + self.profile.batch_slowdown * (self._active - 1)
+                        await asyncio.sleep(slowdown / self.profile.tokens_per_s)
+                    self.stats.chunks.append(SentChunk(request_id, index, token, time.monotonic()))
+                    yield token
+            finally:
+                self._active -= 1
+
+    async def _stream(self, body: dict[str, Any], text: str) -> AsyncIterator[str]:
+        request_id = f"chatcmpl-{uuid.uuid4().hex}"
+        created, model = int(time.time()), body.get("model", "")
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
+            choice = {"index": 0, "delta": delta, "finish_reason": finish}
+            payload = {
+                "id": request_id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [choice],
+            }
+            return f"data: {json.dumps(payload)}\n\n"
+
+        finished = False
+        try:
+            yield chunk({"role": "assistant", "content": ""})
+            async for token in self._timed_tokens(body, text, request_id):
+                yield chunk({"content": token})
+            yield chunk({}, "stop")
+            yield "data: [DONE]\n\n"
+            finished = True
+            self.stats.completed += 1
+        finally:
+            if not finished:  # the client went away mid-stream
+                self.stats.cancelled += 1
+
+
+class RunningSimulator:
+    """A SimulatedBackend served by uvicorn on a background thread, on 127.0.0.1."""
+
+    def __init__(self, backend: SimulatedBackend, port: int = 0) -> None:
+        self.backend = backend
+        self._socket = socket.socket()
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind(("127.0.0.1", port))
+        self.port = self._socket.getsockname()[1]
+        config = uvicorn.Config(backend.app, log_level="warning", lifespan="off")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True
+        )
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def __enter__(self) -> "RunningSimulator":
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the simulated backend did not start within 10 s")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+        self._socket.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve the simulator in the foreground: `python -m bench.simulator --port 8100`."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m bench.simulator")
+    parser.add_argument("--port", type=int, default=8100)
+    parser.add_argument("--ttft", type=float, default=LatencyProfile.ttft_s)
+    parser.add_argument("--tokens-per-s", type=float, default=LatencyProfile.tokens_per_s)
+    parser.add_argument("--answer-tokens", type=int, default=FixedResponder.answer_tokens)
+    args = parser.parse_args(argv)
+    backend = SimulatedBackend(
+        responder=FixedResponder(args.answer_tokens),
+        profile=LatencyProfile(ttft_s=args.ttft, tokens_per_s=args.tokens_per_s),
+    )
+    uvicorn.run(backend.app, host="127.0.0.1", port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

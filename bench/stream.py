@@ -1,0 +1,154 @@
+"""Streaming benchmark: how much the graph, and the LangGraph server, add to each token.
+
+A simulated backend (its own process, so it does not share the GIL with the graph) records the
+moment it sent each answer chunk; the consumer records the moment each `token` event arrived. The
+clock is the system's monotonic clock, shared by every process on the machine. Measured:
+
+- relay per token (arrival - sent), p50/p99, in-process (`graph.astream`) and through
+  `langgraph dev` over SSE (`langgraph-sdk` client);
+- time from the request to the first event (`run.started`);
+- time from the backend's first answer chunk to the consumer's first token.
+"""
+
+import asyncio
+import os
+import statistics
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.harness import free_port, langgraph_dev, running
+from expressway.context import Context
+from expressway.events import iter_events
+
+# A request the routing table answers without tools: one model call, the answer.
+QUESTION = "Summarize in one paragraph why streaming makes agents feel faster."
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+async def run_in_process(base_url: str) -> AsyncIterator[tuple[dict[str, Any], float]]:
+    from graphs.agent import graph
+
+    context = Context(fast_base_url=base_url, frontier_base_url=base_url)
+    stream = graph.astream(
+        {"messages": [("user", QUESTION)]}, context=context, stream_mode=["custom"]
+    )
+    async for event in iter_events(stream):
+        yield event, time.monotonic()
+
+
+async def run_over_http(server_url: str) -> AsyncIterator[tuple[dict[str, Any], float]]:
+    from langgraph_sdk import get_client
+
+    client = get_client(url=server_url)
+    async for part in client.runs.stream(
+        None,
+        "agent",
+        input={"messages": [{"role": "user", "content": QUESTION}]},
+        stream_mode="custom",
+    ):
+        if part.event == "custom" and isinstance(part.data, dict):
+            yield part.data, time.monotonic()
+
+
+async def measure(
+    consumer: AsyncIterator[tuple[dict[str, Any], float]], sim_url: str
+) -> dict[str, float]:
+    """One run: relay of every token, first event and first token latency."""
+    async with httpx.AsyncClient() as http:
+        seen = len((await http.get(f"{sim_url}/stats")).json()["chunks"])
+        requested = time.monotonic()
+        arrivals = [(event, arrived) async for event, arrived in consumer]
+        sent = (await http.get(f"{sim_url}/stats")).json()["chunks"][seen:]
+    tokens = [(event, arrived) for event, arrived in arrivals if event["type"] == "token"]
+    if [event["text"] for event, _ in tokens] != [chunk["text"] for chunk in sent]:
+        raise RuntimeError("token events do not match the chunks the backend sent")
+    relays = [
+        (arrived - chunk["sent_at"]) * 1000
+        for (_, arrived), chunk in zip(tokens, sent, strict=True)
+    ]
+    return {
+        "relays_ms": relays,
+        "first_event_ms": (arrivals[0][1] - requested) * 1000,
+        "first_token_after_backend_ms": relays[0],
+        "ttft_ms": (tokens[0][1] - requested) * 1000,
+    }
+
+
+async def measure_runs(
+    consumer: Callable[[], AsyncIterator[tuple[dict[str, Any], float]]], sim_url: str, runs: int
+) -> list[dict[str, Any]]:
+    """One warm-up run (connections, imports, caches), then `runs` measured runs."""
+    await measure(consumer(), sim_url)
+    return [await measure(consumer(), sim_url) for _ in range(runs)]
+
+
+def summarize(runs: list[dict[str, Any]], prefix: str) -> dict[str, float]:
+    relays = [relay for run in runs for relay in run["relays_ms"]]
+    return {
+        f"{prefix}relay_p50_ms": round(percentile(relays, 50), 3),
+        f"{prefix}relay_p99_ms": round(percentile(relays, 99), 3),
+        f"{prefix}first_event_ms": round(statistics.median(r["first_event_ms"] for r in runs), 3),
+        f"{prefix}first_token_after_backend_ms": round(
+            statistics.median(r["first_token_after_backend_ms"] for r in runs), 3
+        ),
+        f"{prefix}ttft_ms": round(statistics.median(r["ttft_ms"] for r in runs), 3),
+        f"{prefix}tokens_measured": len(relays),
+    }
+
+
+async def run(
+    runs: int, answer_tokens: int, tokens_per_s: float, ttft_s: float, workdir: Path
+) -> dict[str, Any]:
+    sim_port = free_port()
+    sim_url = f"http://127.0.0.1:{sim_port}"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    simulator = [
+        sys.executable, "-m", "bench.simulator", "--port", str(sim_port), "--ttft", str(ttft_s),
+        "--tokens-per-s", str(tokens_per_s), "--answer-tokens", str(answer_tokens),
+    ]  # fmt: skip
+    with running(simulator, f"{sim_url}/health", env, workdir / "simulator.log"):
+        in_process = await measure_runs(lambda: run_in_process(f"{sim_url}/v1"), sim_url, runs)
+        server_env = {
+            **env,
+            "EXPRESSWAY_FAST_BASE_URL": f"{sim_url}/v1",
+            "EXPRESSWAY_FRONTIER_BASE_URL": f"{sim_url}/v1",
+        }
+        with langgraph_dev(server_env, workdir / "langgraph.log") as server_url:
+            served = await measure_runs(lambda: run_over_http(server_url), sim_url, runs)
+    return {
+        "benchmark": "stream",
+        "schema_version": 1,
+        "runs": runs,
+        "answer_tokens": answer_tokens,
+        "backend_tokens_per_s": tokens_per_s,
+        "backend_ttft_s": ttft_s,
+        **summarize(in_process, ""),
+        **summarize(served, "server_"),
+    }
+
+
+def main(argv: list[str]) -> dict[str, Any]:
+    import argparse
+    import tempfile
+
+    parser = argparse.ArgumentParser(prog="expressway bench stream")
+    parser.add_argument(
+        "--runs", type=int, default=5, help="measured runs per consumer (after one warm-up)"
+    )
+    parser.add_argument("--answer-tokens", type=int, default=200)
+    parser.add_argument("--tokens-per-s", type=float, default=60.0)
+    parser.add_argument("--ttft", type=float, default=0.3)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="expressway-bench-") as workdir:
+        return asyncio.run(
+            run(args.runs, args.answer_tokens, args.tokens_per_s, args.ttft, Path(workdir))
+        )

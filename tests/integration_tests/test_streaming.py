@@ -1,0 +1,135 @@
+"""Streaming over real HTTP against the simulated backend: cancellation, and the LangGraph server's
+stream matching the in-process one."""
+
+import asyncio
+import json
+import os
+
+from bench.harness import langgraph_dev
+from bench.simulator import FixedResponder, LatencyProfile, RunningSimulator, SimulatedBackend
+from expressway.context import Context
+from expressway.events import iter_events
+from graphs.agent import build_graph, graph
+
+PLAN = json.dumps(
+    {
+        "tasks": [
+            {"id": 1, "tool": "current_time", "args": {"timezone": "Tokyo"}, "deps": []},
+            {"id": 2, "tool": "calculator", "args": {"expression": "17 * 23"}, "deps": []},
+        ]
+    }
+)
+
+
+class PlanThenAnswer(FixedResponder):
+    def __call__(self, request: dict) -> str:
+        return PLAN if "response_format" in request else super().__call__(request)
+
+
+def _context(simulator: RunningSimulator, **fields) -> Context:
+    return Context(fast_base_url=simulator.base_url, frontier_base_url=simulator.base_url, **fields)
+
+
+async def test_consumer_disconnect_cancels_the_backend_stream() -> None:
+    backend = SimulatedBackend(
+        responder=FixedResponder(answer_tokens=500),
+        profile=LatencyProfile(ttft_s=0.05, tokens_per_s=50),
+    )
+    with RunningSimulator(backend) as simulator:
+        stream = graph.astream(
+            {"messages": [("user", "Summarize the history of tea in a long essay.")]},
+            context=_context(simulator),
+            stream_mode=["custom"],
+        )
+        async for _, event in stream:
+            if event["type"] == "token":
+                break
+        await stream.aclose()
+        for _ in range(100):
+            if backend.stats.cancelled:
+                break
+            await asyncio.sleep(0.05)
+        assert backend.stats.cancelled == 1
+        assert backend.stats.completed == 0
+
+
+async def test_consumer_disconnect_cancels_running_tools() -> None:
+    cancelled = asyncio.Event()
+
+    async def slow_lookup(key: str) -> str:
+        """Looks a key up in a slow remote store."""
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return key
+
+    plan = '{"tasks": [{"id": 1, "tool": "slow_lookup", "args": {"key": "a"}, "deps": []}]}'
+    backend = SimulatedBackend(
+        responder=lambda request: plan if "response_format" in request else "x"
+    )
+    with RunningSimulator(backend) as simulator:
+        agent = build_graph(tools=[slow_lookup])
+        stream = agent.astream(
+            {"messages": [("user", "What is the status of order a?")]},
+            context=_context(simulator),
+            stream_mode=["custom"],
+        )
+        async for _, event in stream:
+            if event["type"] == "task.started":
+                break
+        await stream.aclose()
+        await asyncio.wait_for(cancelled.wait(), timeout=5)
+
+
+async def test_http_stream_matches_the_in_process_stream(tmp_path) -> None:
+    from langgraph_sdk import get_client
+
+    backend = SimulatedBackend(
+        responder=PlanThenAnswer(answer_tokens=30),
+        profile=LatencyProfile(ttft_s=0.01, tokens_per_s=500),
+    )
+    question = "What time is it in Tokyo, and what is 17 * 23?"
+    with RunningSimulator(backend) as simulator:
+        local = [
+            event
+            async for event in iter_events(
+                graph.astream(
+                    {"messages": [("user", question)]},
+                    context=_context(simulator, force_tier="fast"),
+                    stream_mode=["custom"],
+                )
+            )
+        ]
+        env = {
+            **os.environ,
+            "EXPRESSWAY_FAST_BASE_URL": simulator.base_url,
+            "EXPRESSWAY_FRONTIER_BASE_URL": simulator.base_url,
+            "EXPRESSWAY_FORCE_TIER": "fast",
+        }
+        with langgraph_dev(env, tmp_path / "langgraph.log") as url:
+            client = get_client(url=url)
+            remote = [
+                part.data
+                async for part in client.runs.stream(
+                    None,
+                    "agent",
+                    input={"messages": [{"role": "user", "content": question}]},
+                    stream_mode="custom",
+                )
+                if part.event == "custom"
+            ]
+
+    def shape(events: list[dict]) -> tuple:
+        ordered = [e["type"] for e in events if not e["type"].startswith("task.")]
+        tasks = sorted(
+            (e["type"], e["task_id"], e.get("status", ""))
+            for e in events
+            if e["type"].startswith("task.")
+        )
+        tokens = "".join(e["text"] for e in events if e["type"] == "token")
+        return ordered, tasks, tokens
+
+    assert shape(remote) == shape(local)
+    assert len([e for e in local if e["type"] == "task.finished"]) == 2
