@@ -8,7 +8,7 @@ export TRANSFORMERS_OFFLINE := 1
 # when it can be reached; machines with a local wheel folder configured in pip find it there.
 TORCH_INDEX := $(shell python3 -c "import socket; socket.create_connection(('download.pytorch.org', 443), 2)" 2>/dev/null && echo --extra-index-url https://download.pytorch.org/whl/cpu)
 
-.PHONY: setup ask serve-local test unit integration lint format demo-db
+.PHONY: setup ask serve-local test unit integration lint format demo-db train-router
 
 setup: $(VENV)/.installed
 
@@ -46,3 +46,6 @@ format: setup
 
 demo-db:
 	rm -f tools/data/demo.db && python3 -c "import sqlite3; c = sqlite3.connect('tools/data/demo.db'); c.executescript(open('tools/data/demo.sql').read()); c.commit()"
+
+train-router: setup
+	$(PY) -m routers.train

@@ -1,44 +1,21 @@
-"""Classifies a request into a task and a tier in microseconds, without an LLM call.
+"""Classifies a request into a task and a tier in well under a millisecond, without an LLM call.
 
-This first version scores keyword patterns per task; the routing table maps the task to a tier.
+A linear model over hashed word and character n-grams (trained by `routers/train.py` on
+`routers/data/train.jsonl`) picks the task; the routing table maps the task to a tier. A decision
+less confident than the table's `escalate_below_confidence` goes to the frontier tier.
 """
 
-import re
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
-from routers.table import DEFAULT_TABLE, Task, Tier, load_routing_table
+import numpy as np
 
-# Each task's cue words; a request's score for a task is the number of cues it contains.
-_CUES: dict[Task, re.Pattern[str]] = {
-    "code": re.compile(
-        r"\b(code|function|python|javascript|typescript|sql query for|regex|bug|compile|script|"
-        r"class|implement|refactor|stack trace|exception)\b",
-        re.I,
-    ),
-    "summarization": re.compile(
-        r"\b(summari[sz]e|summary|tl;?dr|condense|key points|recap)\b", re.I
-    ),
-    "extraction": re.compile(
-        r"\b(extract|pull out|list (all|the) (names|dates|emails)|parse|fields?|json from)\b", re.I
-    ),
-    "classification": re.compile(
-        r"\b(classify|categori[sz]e|label|sentiment|is this (spam|positive|negative)|"
-        r"which category)\b",
-        re.I,
-    ),
-    "reasoning": re.compile(
-        r"\b(why|explain|compare|trade-?offs?|plan|strategy|should (i|we)|prove|analy[sz]e|"
-        r"pros and cons|step by step)\b",
-        re.I,
-    ),
-    "lookup": re.compile(
-        r"\b(how many|how much|what time|when|where|who|price|cost|status|order|stock|policy|"
-        r"shipping|warranty|return|hours|timezone|time in|email of|total|sum|average|convert)\b",
-        re.I,
-    ),
-}
+from routers.features import N_FEATURES, featurize
+from routers.table import DEFAULT_TABLE, RoutingTableError, Task, Tier, load_routing_table
+
+MODEL_PATH = Path(__file__).parent / "model.npz"
 
 
 @dataclass(frozen=True)
@@ -52,26 +29,51 @@ class Route:
     use_tools: bool
     max_tokens: int
     model: str = ""
+    escalated: bool = False
 
 
-def classify(text: str, table_path: Path = DEFAULT_TABLE) -> Route:
+@dataclass(frozen=True)
+class TaskModel:
+    labels: tuple[Task, ...]
+    coef: np.ndarray  # (N_FEATURES, tasks)
+    intercept: np.ndarray
+
+    def probabilities(self, text: str) -> np.ndarray:
+        indices, weights = featurize(text)
+        scores = weights @ self.coef[indices] + self.intercept
+        exp = np.exp(scores - scores.max())
+        return exp / exp.sum()
+
+
+@lru_cache(maxsize=4)
+def load_task_model(path: Path = MODEL_PATH) -> TaskModel:
+    try:
+        with np.load(path) as saved:
+            if int(saved["n_features"]) != N_FEATURES:
+                raise ValueError(f"trained with {int(saved['n_features'])} features")
+            return TaskModel(tuple(saved["labels"].tolist()), saved["coef"], saved["intercept"])
+    except (OSError, KeyError, ValueError) as error:
+        raise RoutingTableError(
+            f"routing model {path} is unreadable ({error}); rebuild it with `make train-router`"
+        ) from error
+
+
+def classify(text: str, table_path: Path = DEFAULT_TABLE, model_path: Path = MODEL_PATH) -> Route:
     """Label `text` with a task and the tier the routing table gives it."""
     started = time.perf_counter()
-    table = load_routing_table(table_path)
-    scores = {task: len(pattern.findall(text)) for task, pattern in _CUES.items()}
-    total = sum(scores.values())
-    task: Task = max(scores, key=scores.__getitem__) if total else "lookup"
-    confidence = scores[task] / total if total else 0.0
+    table, model = load_routing_table(table_path), load_task_model(model_path)
+    probabilities = model.probabilities(text)
+    best = int(probabilities.argmax())
+    task, confidence = model.labels[best], float(probabilities[best])
     route = table.tasks[task]
-    tier: Tier = route.tier
-    if confidence < table.escalate_below_confidence:
-        tier = "frontier"
+    escalated = confidence < table.escalate_below_confidence and route.tier != "frontier"
     return Route(
         task=task,
-        tier=tier,
-        confidence=round(confidence, 3),
-        latency_ms=round((time.perf_counter() - started) * 1000, 3),
+        tier="frontier" if escalated else route.tier,
+        confidence=round(confidence, 4),
+        latency_ms=round((time.perf_counter() - started) * 1000, 4),
         use_tools=route.use_tools,
         max_tokens=route.max_tokens,
         model=route.model,
+        escalated=escalated,
     )

@@ -41,6 +41,7 @@ async def route_request(state: State, runtime: Runtime[Context]) -> dict[str, An
         confidence=route.confidence,
         latency_ms=route.latency_ms,
         use_tools=route.use_tools,
+        escalated=route.escalated,
     )
     return {
         "started_at": started_at,

@@ -4,7 +4,6 @@ import pytest
 
 from expressway.cli import main
 from expressway.context import ConfigurationError, Context
-from routers import classify
 
 
 def test_context_reads_the_environment(monkeypatch) -> None:
@@ -57,10 +56,3 @@ def test_cli_bad_config_is_reported_at_startup(monkeypatch, capsys) -> None:
     monkeypatch.setenv("EXPRESSWAY_EXECUTION_MODE", "warp")
     assert main(["ask", "hello"]) == 2
     assert "EXPRESSWAY_EXECUTION_MODE" in capsys.readouterr().err
-
-
-def test_route_is_fast_and_labels_requests() -> None:
-    route = classify("Summarize this paragraph in two sentences: ...")
-    assert (route.task, route.tier) == ("summarization", "fast")
-    assert route.latency_ms < 50
-    assert classify("Implement a Python function that parses ISO dates").tier == "frontier"
