@@ -29,9 +29,20 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-Responder = Callable[[dict[str, Any]], str]
-_TOKEN = re.compile(r"\s*\S+|\s+$")
 CHARS_PER_TOKEN = 4
+# Tokens of about CHARS_PER_TOKEN characters, as BPE tokenizers produce for English and JSON.
+_TOKEN = re.compile(rf"\s?[^\s]{{1,{CHARS_PER_TOKEN}}}|\s+")
+
+
+@dataclass
+class ToolCallReply:
+    """A scripted reply that calls a tool (OpenAI `tool_calls`) instead of answering."""
+
+    name: str
+    arguments: dict[str, Any]
+
+
+Responder = Callable[[dict[str, Any]], "str | ToolCallReply"]
 
 
 @dataclass
@@ -88,9 +99,12 @@ class SimulatedBackend:
         responder: Responder | None = None,
         profile: LatencyProfile | None = None,
         model_names: tuple[str, ...] = ("fast", "frontier"),
+        model_profiles: dict[str, LatencyProfile] | None = None,
     ) -> None:
         self.responder = responder or FixedResponder()
         self.profile = profile or LatencyProfile()
+        # Per served model name, e.g. a faster small model behind "fast"; others use `profile`.
+        self.model_profiles = model_profiles or {}
         self.model_names = model_names
         self.stats = Stats()
         self._cached_prefixes: set[str] = set()
@@ -105,6 +119,9 @@ class SimulatedBackend:
             ]
         )
 
+    def profile_for(self, request: dict[str, Any]) -> LatencyProfile:
+        return self.model_profiles.get(request.get("model", ""), self.profile)
+
     def prefill_s(self, request: dict[str, Any]) -> float:
         """Seconds to prefill the prompt's uncached part; message-aligned prefixes are cached."""
         uncached, digest = 0, hashlib.sha256()
@@ -113,12 +130,12 @@ class SimulatedBackend:
             key = digest.hexdigest()
             tokens = max(1, len(text) // CHARS_PER_TOKEN)
             self.stats.prompt_tokens += tokens
-            if self.profile.prefix_cache and key in self._cached_prefixes:
+            if self.profile_for(request).prefix_cache and key in self._cached_prefixes:
                 self.stats.cached_prompt_tokens += tokens
             else:
                 uncached += tokens
                 self._cached_prefixes.add(key)
-        return uncached / self.profile.prefill_tokens_per_s
+        return uncached / self.profile_for(request).prefill_tokens_per_s
 
     async def _models(self, _: Request) -> JSONResponse:
         data = [
@@ -142,19 +159,30 @@ class SimulatedBackend:
     async def _chat(self, request: Request) -> Response:
         body = await request.json()
         self.stats.requests += 1
-        text = self.responder(body)
+        reply = self.responder(body)
+        text = json.dumps(reply.arguments) if isinstance(reply, ToolCallReply) else reply
         if body.get("stream"):
-            return StreamingResponse(self._stream(body, text), media_type="text/event-stream")
+            return StreamingResponse(self._stream(body, reply), media_type="text/event-stream")
         chunks = [piece async for piece in self._timed_tokens(body, text, uuid.uuid4().hex)]
         self.stats.completed += 1
-        message = {"role": "assistant", "content": "".join(chunks)}
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(chunks)}
+        if isinstance(reply, ToolCallReply):
+            message = {"role": "assistant", "content": None, "tool_calls": [_tool_call(reply)]}
         return JSONResponse(
             {
                 "id": f"chatcmpl-{uuid.uuid4().hex}",
                 "object": "chat.completion",
                 "created": int(time.time()),
                 "model": body.get("model", ""),
-                "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": message,
+                        "finish_reason": "tool_calls"
+                        if isinstance(reply, ToolCallReply)
+                        else "stop",
+                    }
+                ],
                 "usage": {"prompt_tokens": 0, "completion_tokens": len(chunks), "total_tokens": 0},
             }
         )
@@ -162,22 +190,25 @@ class SimulatedBackend:
     async def _timed_tokens(
         self, body: dict[str, Any], text: str, request_id: str
     ) -> AsyncIterator[str]:
+        profile = self.profile_for(body)
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.profile.max_num_seqs)
         async with self._slots:
             self._active += 1
             try:
-                await asyncio.sleep(self.profile.ttft_s + self.prefill_s(body))
+                await asyncio.sleep(profile.ttft_s + self.prefill_s(body))
                 for index, token in enumerate(_TOKEN.findall(text)):
                     if index:
-                        slowdown = 1 + self.profile.batch_slowdown * (self._active - 1)
-                        await asyncio.sleep(slowdown / self.profile.tokens_per_s)
+                        slowdown = 1 + profile.batch_slowdown * (self._active - 1)
+                        await asyncio.sleep(slowdown / profile.tokens_per_s)
                     self.stats.chunks.append(SentChunk(request_id, index, token, time.monotonic()))
                     yield token
             finally:
                 self._active -= 1
 
-    async def _stream(self, body: dict[str, Any], text: str) -> AsyncIterator[str]:
+    async def _stream(
+        self, body: dict[str, Any], reply: "str | ToolCallReply"
+    ) -> AsyncIterator[str]:
         request_id = f"chatcmpl-{uuid.uuid4().hex}"
         created, model = int(time.time()), body.get("model", "")
 
@@ -195,15 +226,37 @@ class SimulatedBackend:
         finished = False
         try:
             yield chunk({"role": "assistant", "content": ""})
-            async for token in self._timed_tokens(body, text, request_id):
-                yield chunk({"content": token})
-            yield chunk({}, "stop")
+            if isinstance(reply, ToolCallReply):
+                call = _tool_call(reply)
+                arguments = call["function"].pop("arguments")
+                yield chunk(
+                    {
+                        "tool_calls": [
+                            {"index": 0, **call, "function": {**call["function"], "arguments": ""}}
+                        ]
+                    }
+                )
+                async for token in self._timed_tokens(body, arguments, request_id):
+                    yield chunk({"tool_calls": [{"index": 0, "function": {"arguments": token}}]})
+                yield chunk({}, "tool_calls")
+            else:
+                async for token in self._timed_tokens(body, reply, request_id):
+                    yield chunk({"content": token})
+                yield chunk({}, "stop")
             yield "data: [DONE]\n\n"
             finished = True
             self.stats.completed += 1
         finally:
             if not finished:  # the client went away mid-stream
                 self.stats.cancelled += 1
+
+
+def _tool_call(reply: ToolCallReply) -> dict[str, Any]:
+    return {
+        "id": f"call_{uuid.uuid4().hex[:12]}",
+        "type": "function",
+        "function": {"name": reply.name, "arguments": json.dumps(reply.arguments)},
+    }
 
 
 class RunningSimulator:

@@ -32,7 +32,8 @@ def describe_database(database: Path = DEMO_DATABASE) -> str:
 
 
 def run_query(query: str, database: Path = DEMO_DATABASE) -> str:
-    """Run one read-only SQL statement against `database` and return the rows as text."""
+    """Run one read-only SQL statement against `database` and return the rows as text (a header
+    line, then one line per row), or the bare value when the result is a single cell."""
     connection = _connect(database)
     try:
         cursor = connection.execute(query)
@@ -42,6 +43,8 @@ def run_query(query: str, database: Path = DEMO_DATABASE) -> str:
         raise SQLToolError(f"query refused or failed: {error}") from error
     finally:
         connection.close()
+    if len(columns) == 1 and len(rows) == 1:
+        return str(rows[0][0])  # a single value (COUNT, SUM, a price) is returned bare
     lines = [" | ".join(columns)]
     lines += [" | ".join(str(value) for value in row) for row in rows[:_MAX_ROWS]]
     if len(rows) > _MAX_ROWS:

@@ -1,0 +1,209 @@
+"""End-to-end benchmark: the naive sequential agent vs Expressway, side by side in one run.
+
+Both agents answer every workload question against the same simulated backend (vLLM-on-A100
+latency profile by default) with the same real tools plus a deterministic remote-like latency.
+Writes a JSON report, a markdown table and a PNG plot to --out, and returns the JSON report.
+"""
+
+import asyncio
+import json
+import statistics
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from langchain_openai import ChatOpenAI
+
+from bench.naive_agent import run_naive_agent
+from bench.simulator import LatencyProfile, RunningSimulator, SimulatedBackend
+from bench.workload import QUESTIONS, Question, scripted_reply, workload_tools
+from expressway.context import Context
+from expressway.events import iter_events
+from graphs.agent import build_graph
+
+STAGES = ("route", "plan", "tools", "answer")
+# The fast tier: an 8B-class model on one A100 decodes about twice as fast as the frontier
+# (70B-class, tensor parallel) profile that LatencyProfile defaults to.
+FAST_TIER = LatencyProfile(ttft_s=0.15, tokens_per_s=120.0)
+
+
+async def run_expressway(graph: Any, question: Question, base_url: str) -> dict[str, Any]:
+    context = Context(fast_base_url=base_url, frontier_base_url=base_url)
+    started = time.perf_counter()
+    first_token, finished = None, None
+    async for event in iter_events(
+        graph.astream(
+            {"messages": [("user", question.text)]}, context=context, stream_mode=["custom"]
+        )
+    ):
+        if event["type"] == "token" and first_token is None:
+            first_token = time.perf_counter() - started
+        if event["type"] == "run.finished":
+            finished = event
+    total = time.perf_counter() - started
+    assert finished is not None and first_token is not None, "the run did not finish"
+    return {
+        "e2e_s": round(total, 4),
+        "ttfa_s": round(first_token, 4),
+        "stages_s": {stage: round(finished["timings"].get(stage, 0.0), 4) for stage in STAGES},
+        "tasks": finished["tasks"],
+        "failed_tasks": finished["failed_tasks"],
+    }
+
+
+async def run_naive(question: Question, base_url: str, tools: list[Any]) -> dict[str, Any]:
+    model = ChatOpenAI(base_url=base_url, api_key="none", model="frontier", streaming=False)
+    result = await run_naive_agent(question.text, model, tools)
+    return {
+        "e2e_s": round(result.total_s, 4),
+        "ttfa_s": round(result.total_s, 4),  # nothing is shown before the whole answer
+        "stages_s": {"model": round(result.model_s, 4), "tools": round(result.tools_s, 4)},
+        "turns": result.turns,
+        "tool_calls": len(result.tool_calls),
+    }
+
+
+async def run(
+    questions: list[Question],
+    frontier: LatencyProfile,
+    fast: LatencyProfile,
+    tool_low_s: float,
+    tool_high_s: float,
+) -> dict[str, Any]:
+    tools = workload_tools(tool_low_s, tool_high_s)
+    graph = build_graph(tools=tools)
+    rows = []
+    backend = SimulatedBackend(scripted_reply, frontier, model_profiles={"fast": fast})
+    with RunningSimulator(backend) as simulator:
+        for index, question in enumerate(questions):
+            # Alternate which agent goes first so drift on a noisy machine hits both alike.
+            if index % 2:
+                ours = await run_expressway(graph, question, simulator.base_url)
+                naive = await run_naive(question, simulator.base_url, tools)
+            else:
+                naive = await run_naive(question, simulator.base_url, tools)
+                ours = await run_expressway(graph, question, simulator.base_url)
+            rows.append(
+                {
+                    "question": question.text,
+                    "calls": len(question.calls),
+                    "naive": naive,
+                    "expressway": ours,
+                }
+            )
+    naive_e2e = statistics.median(r["naive"]["e2e_s"] for r in rows)
+    fast_e2e = statistics.median(r["expressway"]["e2e_s"] for r in rows)
+    naive_ttfa = statistics.median(r["naive"]["ttfa_s"] for r in rows)
+    fast_ttfa = statistics.median(r["expressway"]["ttfa_s"] for r in rows)
+    return {
+        "benchmark": "e2e",
+        "schema_version": 1,
+        "backend": "simulated",
+        "profiles": {"frontier": asdict(frontier), "fast": asdict(fast)},
+        "tool_latency_s": [tool_low_s, tool_high_s],
+        "questions": rows,
+        "aggregate": {
+            "questions": len(rows),
+            "naive_e2e_median_s": round(naive_e2e, 4),
+            "expressway_e2e_median_s": round(fast_e2e, 4),
+            "e2e_speedup": round(naive_e2e / fast_e2e, 3),
+            "naive_ttfa_median_s": round(naive_ttfa, 4),
+            "expressway_ttfa_median_s": round(fast_ttfa, 4),
+            "ttfa_reduction": round(1 - fast_ttfa / naive_ttfa, 4),
+            "expressway_stage_medians_s": {
+                stage: round(statistics.median(r["expressway"]["stages_s"][stage] for r in rows), 4)
+                for stage in STAGES
+            },
+            "naive_stage_medians_s": {
+                stage: round(statistics.median(r["naive"]["stages_s"][stage] for r in rows), 4)
+                for stage in ("model", "tools")
+            },
+        },
+    }
+
+
+def markdown_table(report: dict[str, Any]) -> str:
+    aggregate = report["aggregate"]
+    lines = [
+        "| question | calls | naive e2e (s) | Expressway e2e (s) | speedup | Expressway TTFA (s) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in report["questions"]:
+        naive, ours = row["naive"], row["expressway"]
+        lines.append(
+            f"| {row['question']} | {row['calls']} | {naive['e2e_s']:.2f} | {ours['e2e_s']:.2f} "
+            f"| {naive['e2e_s'] / ours['e2e_s']:.2f}x | {ours['ttfa_s']:.2f} |"
+        )
+    lines.append(
+        f"| **median** | | **{aggregate['naive_e2e_median_s']:.2f}** | "
+        f"**{aggregate['expressway_e2e_median_s']:.2f}** | **{aggregate['e2e_speedup']:.2f}x** | "
+        f"**{aggregate['expressway_ttfa_median_s']:.2f}** |"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows, aggregate = report["questions"], report["aggregate"]
+    figure, (distribution, stages) = plt.subplots(1, 2, figsize=(12, 4.8))
+    series = {
+        "naive e2e": [r["naive"]["e2e_s"] for r in rows],
+        "Expressway e2e": [r["expressway"]["e2e_s"] for r in rows],
+        "naive first\nanswer token": [r["naive"]["ttfa_s"] for r in rows],
+        "Expressway first\nanswer token": [r["expressway"]["ttfa_s"] for r in rows],
+    }
+    distribution.boxplot(list(series.values()), tick_labels=list(series.keys()))
+    for position, values in enumerate(series.values(), start=1):
+        distribution.scatter([position] * len(values), values, s=10, alpha=0.5)
+    distribution.set_ylabel("seconds")
+    distribution.set_title(
+        f"{aggregate['questions']} questions: {aggregate['e2e_speedup']:.2f}x faster end to end, "
+        f"{aggregate['ttfa_reduction']:.0%} earlier first token",
+        fontsize=10,
+    )
+    bottoms = [0.0, 0.0]
+    naive_stages = aggregate["naive_stage_medians_s"]
+    fast_stages = aggregate["expressway_stage_medians_s"]
+    for label, naive_value, fast_value in [
+        ("model calls", naive_stages["model"], 0.0),
+        ("route", 0.0, fast_stages["route"]),
+        ("plan (tools start during it)", 0.0, fast_stages["plan"]),
+        ("tools (after the plan)", naive_stages["tools"], fast_stages["tools"]),
+        ("answer (streamed)", 0.0, fast_stages["answer"]),
+    ]:
+        stages.bar(["naive", "Expressway"], [naive_value, fast_value], bottom=bottoms, label=label)
+        bottoms = [bottoms[0] + naive_value, bottoms[1] + fast_value]
+    stages.set_ylabel("median seconds per stage")
+    stages.set_title("where the time goes", fontsize=10)
+    stages.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def main(argv: list[str]) -> dict[str, Any]:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="expressway bench e2e")
+    parser.add_argument("--questions", type=int, default=len(QUESTIONS), help="first N questions")
+    parser.add_argument("--ttft", type=float, default=LatencyProfile.ttft_s, help="frontier tier")
+    parser.add_argument("--tokens-per-s", type=float, default=LatencyProfile.tokens_per_s)
+    parser.add_argument("--fast-ttft", type=float, default=FAST_TIER.ttft_s, help="fast tier")
+    parser.add_argument("--fast-tokens-per-s", type=float, default=FAST_TIER.tokens_per_s)
+    parser.add_argument("--tool-latency", default="0.5,2.0", help="low,high seconds per tool call")
+    parser.add_argument("--out", type=Path, default=Path("bench/results"), help="report folder")
+    args = parser.parse_args(argv)
+    low, high = (float(value) for value in args.tool_latency.split(","))
+    frontier = LatencyProfile(ttft_s=args.ttft, tokens_per_s=args.tokens_per_s)
+    fast = LatencyProfile(ttft_s=args.fast_ttft, tokens_per_s=args.fast_tokens_per_s)
+    report = asyncio.run(run(QUESTIONS[: args.questions], frontier, fast, low, high))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "e2e.json").write_text(json.dumps(report, indent=2))
+    (args.out / "e2e.md").write_text(markdown_table(report))
+    plot(report, args.out / "e2e.png")
+    return report

@@ -1,0 +1,332 @@
+"""The end-to-end workload: multi-tool questions over the project's real tools, in the style of
+LLMCompiler's ParallelQA (compare two entities, multi-hop lookups, a calculation over lookups).
+
+Each question carries the calls a correct agent makes (with "$N" references to earlier results)
+and the answer text; the simulated backend scripts both agents from it, and the tools run for real
+with an added, deterministic remote-like latency.
+"""
+
+import functools
+import json
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from bench.simulator import ToolCallReply
+from tools import DEFAULT_TOOLS
+
+Call = tuple[str, dict[str, Any], list[int]]  # tool, args, deps
+
+
+@dataclass(frozen=True)
+class Question:
+    text: str
+    calls: list[Call]
+    answer: str
+
+    def plan_json(self) -> str:
+        tasks = [
+            {"id": i, "tool": tool, "args": args, "deps": deps}
+            for i, (tool, args, deps) in enumerate(self.calls, start=1)
+        ]
+        return json.dumps({"tasks": tasks})
+
+
+def _sql(query: str, deps: list[int] | None = None) -> Call:
+    return ("sql_query", {"query": query}, deps or [])
+
+
+def _docs(query: str) -> Call:
+    return ("search_docs", {"query": query}, [])
+
+
+def _time(zone: str) -> Call:
+    return ("current_time", {"timezone": zone}, [])
+
+
+def _calc(expression: str, deps: list[int]) -> Call:
+    return ("calculator", {"expression": expression}, deps)
+
+
+def _convert(at: str, source: str, target: str) -> Call:
+    return ("convert_time", {"time": at, "from_timezone": source, "to_timezone": target}, [])
+
+
+def _price(name: str) -> Call:
+    return _sql(f"SELECT price_usd FROM products WHERE name LIKE '%{name}%'")
+
+
+QUESTIONS: list[Question] = [
+    Question(
+        "How much more does the Basecamp tent cost than the Summit backpack?",
+        [_price("Basecamp"), _price("Summit"), _calc("$1 - $2", [1, 2])],
+        "The Basecamp 2-person tent costs 349 USD and the Summit 40L backpack 149.50 USD, so the "
+        "tent costs 199.50 USD more.",
+    ),
+    Question(
+        "What time is it in Tokyo and in Toronto right now?",
+        [_time("Asia/Tokyo"), _time("America/Toronto")],
+        "Right now it is the time shown above in Tokyo, and fourteen hours earlier in Toronto.",
+    ),
+    Question(
+        "How many orders are pending and how many are shipped?",
+        [
+            _sql("SELECT COUNT(*) FROM orders WHERE status = 'pending'"),
+            _sql("SELECT COUNT(*) FROM orders WHERE status = 'shipped'"),
+        ],
+        "There are 4 pending orders and 3 shipped orders in the shop's database.",
+    ),
+    Question(
+        "What is the return window for unworn items and the warranty on backpacks?",
+        [_docs("return unworn items days"), _docs("warranty backpacks")],
+        "Unworn items can be returned within 30 days of delivery, and backpacks carry a lifetime "
+        "warranty on seams and zips on top of the two-year standard warranty.",
+    ),
+    Question(
+        "Which products are out of stock, and how long does standard shipping to Canada take?",
+        [_sql("SELECT name FROM products WHERE stock = 0"), _docs("standard shipping Canada")],
+        "The Approach shoes are out of stock, and standard shipping to Canada takes 5-8 business "
+        "days.",
+    ),
+    Question(
+        "What is the total value of pending orders, and what is it with a 10% member discount?",
+        [
+            _sql(
+                "SELECT SUM(o.quantity * p.price_usd) FROM orders o JOIN products p "
+                "ON p.id = o.product_id WHERE o.status = 'pending'"
+            ),
+            _calc("$1 * 0.9", [1]),
+        ],
+        "Pending orders are worth the total shown, and with the 10% member discount they come to "
+        "the discounted figure computed from it.",
+    ),
+    Question(
+        "Who is the support lead, and what time is it in Toronto?",
+        [_sql("SELECT name FROM employees WHERE title = 'Support lead'"), _time("America/Toronto")],
+        "Priya Raman leads support from Toronto, where the current local time is shown above.",
+    ),
+    Question(
+        "How many headlamps and insulated bottles are in stock, and how many units in total?",
+        [
+            _sql("SELECT stock FROM products WHERE name LIKE 'Headlamp%'"),
+            _sql("SELECT stock FROM products WHERE name LIKE 'Insulated bottle%'"),
+            _calc("$1 + $2", [1, 2]),
+        ],
+        "There are 61 headlamps and 120 insulated bottles in stock, 181 units in total.",
+    ),
+    Question(
+        "When it is 09:00 in Berlin, what time is it in Tokyo and in Los Angeles?",
+        [
+            _convert("09:00", "Europe/Berlin", "Asia/Tokyo"),
+            _convert("09:00", "Europe/Berlin", "America/Los_Angeles"),
+        ],
+        "At 09:00 in Berlin it is 17:00 in Tokyo and midnight in Los Angeles.",
+    ),
+    Question(
+        "How many customers do we have in Japan and in Canada?",
+        [
+            _sql("SELECT COUNT(*) FROM customers WHERE country = 'Japan'"),
+            _sql("SELECT COUNT(*) FROM customers WHERE country = 'Canada'"),
+        ],
+        "We have one customer in Japan and one in Canada.",
+    ),
+    Question(
+        "What does express shipping to Japan cost, and how should I store a down sleeping bag?",
+        [_docs("express shipping Japan cost"), _docs("down sleeping bag store")],
+        "Express shipping to Japan costs 45 USD and takes 4 business days; store the down bag "
+        "uncompressed in its cotton sack.",
+    ),
+    Question(
+        "What is the average price of camping products and of footwear?",
+        [
+            _sql("SELECT AVG(price_usd) FROM products WHERE category = 'camping'"),
+            _sql("SELECT AVG(price_usd) FROM products WHERE category = 'footwear'"),
+        ],
+        "Camping products average 314 USD and footwear 144 USD.",
+    ),
+    Question(
+        "How much do 3 pairs of trekking poles and 2 headlamps cost together?",
+        [_price("Trekking poles"), _price("Headlamp"), _calc("3 * $1 + 2 * $2", [1, 2])],
+        "Three pairs of trekking poles and two headlamps cost 387 USD together.",
+    ),
+    Question(
+        "Which orders did Ana Souza place, and how fast are cancelled orders refunded?",
+        [
+            _sql(
+                "SELECT o.id, o.status FROM orders o JOIN customers c ON c.id = o.customer_id "
+                "WHERE c.name = 'Ana Souza'"
+            ),
+            _docs("cancelled orders refunded"),
+        ],
+        "Ana Souza placed orders 1001 (delivered) and 1009 (pending); cancelled orders are "
+        "refunded immediately.",
+    ),
+    Question(
+        "What time is it in Madrid, London and Lagos?",
+        [_time("Europe/Madrid"), _time("Europe/London"), _time("Africa/Lagos")],
+        "The current local times in Madrid, London and Lagos are listed above.",
+    ),
+    Question(
+        "How many employees work in Support, and what are the Tokyo support hours?",
+        [
+            _sql("SELECT COUNT(*) FROM employees WHERE team = 'Support'"),
+            _docs("Tokyo support hours"),
+        ],
+        "Two employees work in Support, and Tokyo support answers 09:00-18:00 local time on "
+        "weekdays.",
+    ),
+    Question(
+        "What revenue did delivered orders bring in, and what is 15% of it?",
+        [
+            _sql(
+                "SELECT SUM(o.quantity * p.price_usd) FROM orders o JOIN products p "
+                "ON p.id = o.product_id WHERE o.status = 'delivered'"
+            ),
+            _calc("$1 * 0.15", [1]),
+        ],
+        "Delivered orders brought in the revenue shown, and 15% of it is the figure computed.",
+    ),
+    Question(
+        "What are the most and the least expensive products?",
+        [
+            _sql("SELECT name FROM products ORDER BY price_usd DESC LIMIT 1"),
+            _sql("SELECT name FROM products ORDER BY price_usd ASC LIMIT 1"),
+        ],
+        "The Basecamp 2-person tent is the most expensive product and the insulated bottle the "
+        "cheapest.",
+    ),
+    Question(
+        "How many points does a member earn per dollar, and what is the tent's price in points?",
+        [_docs("membership points per dollar"), _price("Basecamp"), _calc("$2 * 1", [2])],
+        "Members earn one point per dollar, so the 349 USD tent earns 349 points.",
+    ),
+    Question(
+        "What is the status of orders 1002 and 1007, and when were they placed?",
+        [
+            _sql("SELECT status, ordered_on FROM orders WHERE id = 1002"),
+            _sql("SELECT status, ordered_on FROM orders WHERE id = 1007"),
+        ],
+        "Order 1002 shipped after being placed on 2026-11-14, and order 1007 shipped after being "
+        "placed on 2026-11-18.",
+    ),
+    Question(
+        "If it is 14:00 in Toronto, what time is it in Tokyo, and is Tokyo support open then?",
+        [_convert("14:00", "America/Toronto", "Asia/Tokyo"), _docs("Tokyo support hours")],
+        "14:00 in Toronto is 04:00 the next day in Tokyo, outside the 09:00-18:00 support hours.",
+    ),
+    Question(
+        "What is the total stock across all products, and how many categories are there?",
+        [
+            _sql("SELECT SUM(stock) FROM products"),
+            _sql("SELECT COUNT(DISTINCT category) FROM products"),
+        ],
+        "There are 423 units in stock across 5 product categories.",
+    ),
+    Question(
+        "Compare the prices of the rain jacket, the base layer, the headlamp and the sleeping bag.",
+        [_price("rain jacket"), _price("Merino"), _price("Headlamp"), _price("sleeping bag")],
+        "The rain jacket costs 189.99 USD, the merino base layer 89 USD, the headlamp 45 USD and "
+        "the down sleeping bag 279 USD.",
+    ),
+    Question(
+        "What time is it now in Tokyo, Berlin, Toronto, San Francisco and London?",
+        [
+            _time("Asia/Tokyo"),
+            _time("Europe/Berlin"),
+            _time("America/Toronto"),
+            _time("America/Los_Angeles"),
+            _time("Europe/London"),
+        ],
+        "The current local times in the five support and engineering offices are listed above.",
+    ),
+    Question(
+        "How many orders are pending, shipped, delivered and cancelled?",
+        [
+            _sql(f"SELECT COUNT(*) FROM orders WHERE status = '{status}'")
+            for status in ("pending", "shipped", "delivered", "cancelled")
+        ],
+        "There are 4 pending, 3 shipped, 4 delivered and 1 cancelled order.",
+    ),
+    Question(
+        "What are shipping times to the EU, the UK, the US and Japan, and what is the warranty?",
+        [
+            _docs("shipping European Union"),
+            _docs("shipping United Kingdom"),
+            _docs("shipping United States"),
+            _docs("shipping Japan"),
+            _docs("warranty"),
+        ],
+        "Standard shipping takes 2-4 business days to the EU, 3-5 to the UK, 5-8 to the US and "
+        "7-12 to Japan; products carry a two-year warranty.",
+    ),
+    Question(
+        "What is the combined stock of the tent, the sleeping bag and the backpack, and its value?",
+        [
+            _sql("SELECT stock FROM products WHERE name LIKE 'Basecamp%'"),
+            _sql("SELECT stock FROM products WHERE name LIKE 'Down sleeping%'"),
+            _sql("SELECT stock FROM products WHERE name LIKE 'Summit%'"),
+            _calc("$1 + $2 + $3", [1, 2, 3]),
+            _sql(
+                "SELECT SUM(stock * price_usd) FROM products WHERE category IN ('camping', 'bags')"
+            ),
+        ],
+        "There are 33 units of the three items in stock, worth the total value shown.",
+    ),
+]
+
+
+def find_question(request: dict[str, Any]) -> Question:
+    """The workload question a chat request is about (its user messages contain the text)."""
+    user_text = " ".join(
+        str(message.get("content", ""))
+        for message in request.get("messages", [])
+        if message.get("role") == "user"
+    )
+    for question in QUESTIONS:
+        if question.text in user_text:
+            return question
+    raise LookupError(f"no workload question in request: {user_text[:120]!r}")
+
+
+def scripted_reply(request: dict[str, Any]) -> "str | ToolCallReply":
+    """What a competent model answers: the plan (structured output), the next tool call (a tool
+    calling request, one call per turn, references filled from earlier tool results), or the
+    final answer."""
+    question = find_question(request)
+    if "response_format" in request:
+        return question.plan_json()
+    if "tools" in request:
+        results = [m["content"] for m in request["messages"] if m.get("role") == "tool"]
+        if len(results) < len(question.calls):
+            tool, args, _ = question.calls[len(results)]
+            filled = {
+                name: _fill(value, results) if isinstance(value, str) else value
+                for name, value in args.items()
+            }
+            return ToolCallReply(tool, filled)
+    return question.answer
+
+
+def _fill(value: str, results: list[str]) -> str:
+    for index in range(len(results), 0, -1):
+        value = value.replace(f"${index}", results[index - 1])
+    return value
+
+
+def with_latency(tool: Callable[..., Any], low_s: float, high_s: float) -> Callable[..., Any]:
+    """The real tool, after a deterministic remote-like wait in [low_s, high_s] per distinct call
+    (the same call waits the same time in every agent)."""
+
+    @functools.wraps(tool)
+    def remote(**kwargs: Any) -> Any:
+        key = f"{tool.__name__}:{json.dumps(kwargs, sort_keys=True)}"
+        time.sleep(low_s + (high_s - low_s) * (zlib.crc32(key.encode()) / 0xFFFFFFFF))
+        return tool(**kwargs)
+
+    return remote
+
+
+def workload_tools(low_s: float, high_s: float) -> list[Callable[..., Any]]:
+    return [with_latency(tool, low_s, high_s) for tool in DEFAULT_TOOLS]

@@ -1,0 +1,79 @@
+"""The simulated backend keeps its timing promises, and the naive baseline is a correct agent."""
+
+import asyncio
+import json
+import time
+from itertools import pairwise
+
+import httpx
+from langchain_openai import ChatOpenAI
+
+from bench.naive_agent import run_naive_agent
+from bench.simulator import FixedResponder, LatencyProfile, RunningSimulator, SimulatedBackend
+from bench.workload import QUESTIONS, scripted_reply, workload_tools
+
+
+def _stream_arrivals(base_url: str, model: str = "fast", content: str = "hi") -> list[float]:
+    started = time.monotonic()
+    arrivals = []
+    body = {"model": model, "stream": True, "messages": [{"role": "user", "content": content}]}
+    with httpx.stream("POST", f"{base_url}/chat/completions", json=body, timeout=30) as response:
+        for line in response.iter_lines():
+            if '"content": "' in line and '"content": ""' not in line:
+                arrivals.append(time.monotonic() - started)
+    return arrivals
+
+
+def test_simulator_honours_ttft_and_inter_token_latency() -> None:
+    profile = LatencyProfile(ttft_s=0.2, tokens_per_s=50, prefill_tokens_per_s=1e9)
+    with RunningSimulator(SimulatedBackend(FixedResponder(answer_tokens=10), profile)) as simulator:
+        arrivals = _stream_arrivals(simulator.base_url)
+    assert arrivals[0] >= 0.2
+    gaps = [later - earlier for earlier, later in pairwise(arrivals)]
+    assert min(gaps) >= 0.015  # ~1/50 s per token, never faster
+    assert len(arrivals) > 10
+
+
+def test_simulator_prefix_cache_makes_a_repeated_prompt_prefill_faster() -> None:
+    profile = LatencyProfile(ttft_s=0.0, prefill_tokens_per_s=20_000)
+    backend = SimulatedBackend(FixedResponder(answer_tokens=1), profile)
+    long_prompt = "shared system prompt " * 2000  # ~10k tokens: 0.5 s of prefill when uncached
+    with RunningSimulator(backend) as simulator:
+        cold = _stream_arrivals(simulator.base_url, content=long_prompt)[0]
+        warm = _stream_arrivals(simulator.base_url, content=long_prompt)[0]
+    assert cold >= 0.5 > warm
+    assert backend.stats.cached_prompt_tokens > 0
+
+
+def test_simulator_uses_the_profile_of_the_requested_model() -> None:
+    slow, quick = LatencyProfile(ttft_s=0.4), LatencyProfile(ttft_s=0.0)
+    backend = SimulatedBackend(
+        FixedResponder(answer_tokens=1), slow, model_profiles={"fast": quick}
+    )
+    with RunningSimulator(backend) as simulator:
+        assert _stream_arrivals(simulator.base_url, model="fast")[0] < 0.4
+        assert _stream_arrivals(simulator.base_url, model="frontier")[0] >= 0.4
+
+
+def test_naive_agent_calls_tools_one_per_turn_in_order_with_real_results() -> None:
+    question = QUESTIONS[0]  # two price lookups, then a calculator over both results
+    profile = LatencyProfile(ttft_s=0.0, tokens_per_s=10_000)
+    with RunningSimulator(SimulatedBackend(scripted_reply, profile)) as simulator:
+        model = ChatOpenAI(base_url=simulator.base_url, api_key="none", model="frontier")
+        run = asyncio.run(run_naive_agent(question.text, model, workload_tools(0.0, 0.0)))
+    assert [call["tool"] for call in run.tool_calls] == ["sql_query", "sql_query", "calculator"]
+    assert run.tool_calls[2]["args"] == {"expression": "349.0 - 149.5"}
+    assert run.tool_calls[2]["output"] == "199.5"
+    assert run.turns == 4 and run.answer == question.answer
+
+
+def test_every_workload_plan_is_valid_for_the_real_tools() -> None:
+    from nodes.planner import PlanValidator
+    from nodes.task_runner import as_tools
+
+    tools = {tool.name: tool for tool in as_tools(workload_tools(0.0, 0.0))}
+    for question in QUESTIONS:
+        validator = PlanValidator(tools=tools, seen=set(), max_tasks=16)
+        for task in json.loads(question.plan_json())["tasks"]:
+            validator.check(task)
+    assert len(QUESTIONS) >= 20
