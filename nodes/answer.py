@@ -14,12 +14,14 @@ from nodes.prompts import ANSWER_SYSTEM, RESULTS_HEADER
 
 
 def answer_messages(state: State) -> list[BaseMessage]:
-    """The conversation with the tool results appended to the latest question."""
+    """The conversation with the tool results appended to the latest question. Plan errors are
+    left out (they are in the events): small models otherwise repeat them as the answer."""
     history = list(state.messages)
     if not state.results and not state.plan_errors:
         return [SystemMessage(ANSWER_SYSTEM), *history]
     lines = [f"- {describe(result)}" for result in state.results]
-    lines += [f"- planning problem: {error}" for error in state.plan_errors]
+    if not lines:
+        lines = ["- none: no usable tool call could be planned"]
     question = history.pop() if history and isinstance(history[-1], HumanMessage) else None
     text = f"{question.text if question else ''}\n\n{RESULTS_HEADER}\n" + "\n".join(lines)
     return [SystemMessage(ANSWER_SYSTEM), *history, HumanMessage(text)]

@@ -32,7 +32,7 @@ async def plan_and_schedule(
         context.max_concurrency,
         previous=state.results,
     )
-    first_id = max((result.id for result in state.results), default=0) + 1
+    id_offset = max((result.id for result in state.results), default=0)
     messages = planner_messages(
         last_question(state), toolbox.tools, state.results, state.plan_errors
     )
@@ -40,7 +40,7 @@ async def plan_and_schedule(
     errors: list[str] = []
     try:
         async for item in stream_plan(
-            model, messages, toolbox.tools, context.max_plan_tasks, first_id
+            model, messages, toolbox.tools, context.max_plan_tasks, id_offset
         ):
             if isinstance(item, PlanError):
                 errors.append(str(item))

@@ -8,7 +8,8 @@ only, which also rules out cycles) before it is handed to the task runner.
 import json
 import re
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from contextlib import aclosing
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -23,6 +24,7 @@ from expressway.state import PlannedTask, TaskResult
 from nodes.prompts import PLAN_EXAMPLES, PLANNER_SYSTEM, REPLAN_NOTE
 
 _REFERENCE = re.compile(r"\$\{?(\d+)\}?")
+MAX_REPEATS = 2  # consecutive repeated tasks after which the rest of a plan is not read
 _WORD = re.compile(r"\w+")
 
 
@@ -107,11 +109,14 @@ def planner_messages(
         note = REPLAN_NOTE.format(
             problems="\n".join(f"- {problem}" for problem in problems) or "- none",
             results="\n".join(f"- task {r.id} {r.tool}: {r.output}" for r in previous) or "- none",
-            next_id=max((r.id for r in previous), default=0) + 1,
         )
         question = f"{question}\n\n{note}"
     messages.append(HumanMessage(question))
     return messages
+
+
+class DuplicateTaskError(PlanError):
+    """A task repeats an earlier task of the same plan (small models can loop on one call)."""
 
 
 class TaskStreamParser:
@@ -179,8 +184,9 @@ class PlanValidator:
     """Checks each streamed task against the tools and the tasks seen before it."""
 
     tools: dict[str, BaseTool]
-    seen: set[int]
     max_tasks: int
+    seen: set[int] = field(default_factory=set)
+    calls: dict[str, int] = field(default_factory=dict)
 
     def check(self, raw: dict[str, Any]) -> PlannedTask:
         task_id, tool_name = raw.get("id"), raw.get("tool")
@@ -221,8 +227,29 @@ class PlanValidator:
                     "(missing, or a cycle)",
                     task_id,
                 )
+        call = f"{tool_name}:{json.dumps(args, sort_keys=True)}"
+        if call in self.calls:
+            raise DuplicateTaskError(
+                f"task {task_id}: repeats task {self.calls[call]} ({tool_name} with the same "
+                "arguments)",
+                task_id,
+            )
         self.seen.add(task_id)
+        self.calls[call] = task_id
         return PlannedTask(id=task_id, tool=tool_name, args=args, deps=sorted({*deps, *referenced}))
+
+
+def offset_task(task: PlannedTask, offset: int) -> PlannedTask:
+    """Renumber a replan's task (numbered from 1 in its own plan) after the earlier results."""
+    if not offset:
+        return task
+    args = {
+        name: _REFERENCE.sub(lambda m: f"${int(m.group(1)) + offset}", value)
+        if isinstance(value, str)
+        else value
+        for name, value in task.args.items()
+    }
+    return PlannedTask(task.id + offset, task.tool, args, [dep + offset for dep in task.deps])
 
 
 async def stream_plan(
@@ -230,32 +257,42 @@ async def stream_plan(
     messages: Sequence[BaseMessage],
     tools: Sequence[BaseTool],
     max_tasks: int,
-    first_id: int = 1,
+    id_offset: int = 0,
 ) -> AsyncIterator[PlannedTask | PlanError]:
     """Yield each valid task as soon as the model has written it, and a PlanError for each invalid
-    task (or a plan that is not valid JSON). On a replan, ids below `first_id` belong to earlier
-    results: new tasks may depend on them but not reuse them."""
+    task (or a plan that is not valid JSON). The model numbers tasks from 1; on a replan they are
+    renumbered after `id_offset` so they never collide with earlier results. A plan that keeps
+    repeating a task is cut off rather than read to its token limit."""
     schema = plan_json_schema(tools, max_tasks)
     structured = model.bind(
         response_format={"type": "json_schema", "json_schema": {"name": "plan", "schema": schema}}
     )
     parser = TaskStreamParser()
-    validator = PlanValidator(
-        tools={tool.name: tool for tool in tools},
-        seen=set(range(1, first_id)),
-        max_tasks=max_tasks + first_id - 1,
-    )
-    async for chunk in structured.astream(messages):
-        try:
-            raw_tasks = parser.feed(chunk.text)
-        except PlanError as error:
-            yield error
-            continue
-        for raw in raw_tasks:
+    validator = PlanValidator(tools={tool.name: tool for tool in tools}, max_tasks=max_tasks)
+    repeats = 0
+    # aclosing: stopping early closes the model's HTTP stream at once, which ends its generation.
+    async with aclosing(structured.astream(messages)) as chunks:
+        async for chunk in chunks:
             try:
-                yield validator.check(raw)
+                raw_tasks = parser.feed(chunk.text)
             except PlanError as error:
                 yield error
+                continue
+            for raw in raw_tasks:
+                try:
+                    task = validator.check(raw)
+                except DuplicateTaskError as error:
+                    repeats += 1
+                    yield error
+                    if repeats >= MAX_REPEATS:
+                        yield PlanError(f"the planner repeated {repeats} tasks; stopped reading it")
+                        return
+                    continue
+                except PlanError as error:
+                    yield error
+                    continue
+                repeats = 0
+                yield offset_task(task, id_offset)
     raise_if_cancelled()
     try:
         parser.finish()

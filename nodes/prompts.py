@@ -13,7 +13,7 @@ REPLAN_NOTE = """Your previous plan had problems:
 {problems}
 Results so far:
 {results}
-Reply with a corrected plan for what is still missing, with new task ids starting at {next_id}."""
+Reply with a new plan for what is still missing only, numbering its tasks from 1."""
 
 ANSWER_SYSTEM = """You are a helpful, concise assistant. Answer the user's question in a few
 sentences. When tool results are given, base the answer on them and quote their numbers exactly;

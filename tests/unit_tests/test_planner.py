@@ -116,3 +116,29 @@ async def test_stream_plan_reports_invalid_json() -> None:
     model = ScriptedChatModel(plans=['{"tasks": [{"id": 1, "tool": '])
     items = [item async for item in stream_plan(model, [], TOOLS, 8)]
     assert len(items) == 1 and isinstance(items[0], PlanError)
+
+
+async def test_a_replan_is_renumbered_after_earlier_results() -> None:
+    plan = (
+        '{"tasks": [{"id": 1, "tool": "sql_query", "args": {"query": "SELECT 1"}, "deps": []}, '
+        '{"id": 2, "tool": "calculator", "args": {"expression": "$1 * 2"}, "deps": [1]}]}'
+    )
+    items = [i async for i in stream_plan(ScriptedChatModel(plans=[plan]), [], TOOLS, 8, 5)]
+    assert [(t.id, t.deps, t.args) for t in items] == [
+        (6, [], {"query": "SELECT 1"}),
+        (7, [6], {"expression": "$6 * 2"}),
+    ]
+
+
+async def test_a_plan_that_repeats_itself_is_cut_off() -> None:
+    task = '{{"id": {}, "tool": "search_docs", "args": {{"query": "returns"}}, "deps": []}}'
+    plan = '{"tasks": [' + ", ".join(task.format(i) for i in range(1, 9)) + "]}"
+    model = ScriptedChatModel(plans=[plan], chunk_chars=16)
+    items = [item async for item in stream_plan(model, [], TOOLS, 16)]
+    assert isinstance(items[0], PlannedTask)
+    assert [type(item).__name__ for item in items[1:]] == [
+        "DuplicateTaskError",
+        "DuplicateTaskError",
+        "PlanError",
+    ]
+    assert "stopped reading" in str(items[-1])
