@@ -5,7 +5,8 @@ moment it sent each answer chunk; the consumer records the moment each `token` e
 clock is the system's monotonic clock, shared by every process on the machine. Measured:
 
 - relay per token (arrival - sent), p50/p99, in-process (`graph.astream`) and through
-  `langgraph dev` over SSE (`langgraph-sdk` client);
+  `langgraph dev` over SSE (`langgraph-sdk` client), and the OpenAI client alone as the floor
+  (`openai_client_relay_*`);
 - time from the request to the first event (`run.started`);
 - time from the backend's first answer chunk to the consumer's first token.
 """
@@ -43,6 +44,19 @@ async def run_in_process(base_url: str) -> AsyncIterator[tuple[dict[str, Any], f
     )
     async for event in iter_events(stream):
         yield event, time.monotonic()
+
+
+async def run_openai_client(base_url: str) -> AsyncIterator[tuple[dict[str, Any], float]]:
+    """The floor under any LangChain/LangGraph relay: the OpenAI client alone, no graph."""
+    from openai import AsyncOpenAI
+
+    client = AsyncOpenAI(base_url=base_url, api_key="none")
+    stream = await client.chat.completions.create(
+        model="fast", messages=[{"role": "user", "content": QUESTION}], stream=True
+    )
+    async for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            yield {"type": "token", "text": chunk.choices[0].delta.content}, time.monotonic()
 
 
 async def run_over_http(server_url: str) -> AsyncIterator[tuple[dict[str, Any], float]]:
@@ -116,6 +130,7 @@ async def run(
         "--tokens-per-s", str(tokens_per_s), "--answer-tokens", str(answer_tokens),
     ]  # fmt: skip
     with running(simulator, f"{sim_url}/health", env, workdir / "simulator.log"):
+        client_only = await measure_runs(lambda: run_openai_client(f"{sim_url}/v1"), sim_url, runs)
         in_process = await measure_runs(lambda: run_in_process(f"{sim_url}/v1"), sim_url, runs)
         server_env = {
             **env,
@@ -132,6 +147,11 @@ async def run(
         "backend_tokens_per_s": tokens_per_s,
         "backend_ttft_s": ttft_s,
         **summarize(in_process, ""),
+        **{
+            key: value
+            for key, value in summarize(client_only, "openai_client_").items()
+            if "relay" in key
+        },
         **summarize(served, "server_"),
     }
 

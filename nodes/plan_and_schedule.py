@@ -5,11 +5,11 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from expressway.context import Context
-from expressway.events import emit, now
+from expressway.events import now
 from expressway.models import is_connection_error, tier_model, unreachable
 from expressway.state import State
 from expressway.toolbox import Toolbox
-from nodes.planner import PlanError, planner_messages, stream_plan
+from nodes.planner import announce_plan, planner_messages, stream_plan
 from nodes.task_runner import TaskRunner
 from routers.route_request import last_question
 
@@ -39,22 +39,9 @@ async def plan_and_schedule(
     model = tier_model(context, route.tier, toolbox.models)
     errors: list[str] = []
     try:
-        async for item in stream_plan(
-            model, messages, toolbox.tools, context.max_plan_tasks, id_offset
-        ):
-            if isinstance(item, PlanError):
-                errors.append(str(item))
-                emit(state.started_at, "plan.error", error=str(item), task_id=item.task_id)
-                continue
-            emit(
-                state.started_at,
-                "plan.task",
-                task_id=item.id,
-                tool=item.tool,
-                args=item.args,
-                deps=item.deps,
-            )
-            runner.submit(item)
+        plan = stream_plan(model, messages, toolbox.tools, context.max_plan_tasks, id_offset)
+        async for task in announce_plan(plan, state.started_at, errors):
+            runner.submit(task)
         plan_finished = now()
         results = await runner.results()
     except BaseException as error:

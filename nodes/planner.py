@@ -19,6 +19,7 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from rank_bm25 import BM25Okapi
 
+from expressway.events import emit
 from expressway.models import raise_if_cancelled
 from expressway.state import PlannedTask, TaskResult
 from nodes.prompts import PLAN_EXAMPLES, PLANNER_SYSTEM, REPLAN_NOTE
@@ -298,3 +299,24 @@ async def stream_plan(
         parser.finish()
     except PlanError as error:
         yield error
+
+
+async def announce_plan(
+    items: AsyncIterator[PlannedTask | PlanError],
+    started_at: float,
+    errors: list[str],
+    independent_only: bool = False,
+) -> AsyncIterator[PlannedTask]:
+    """Emit `plan.task` or `plan.error` for each streamed item, collect the errors in `errors`,
+    and yield the valid tasks (refusing tasks with dependencies when `independent_only`)."""
+    async for item in items:
+        if independent_only and isinstance(item, PlannedTask) and item.deps:
+            item = PlanError(f"task {item.id}: parallel_calls mode runs independent calls only")
+        if isinstance(item, PlanError):
+            errors.append(str(item))
+            emit(started_at, "plan.error", error=str(item), task_id=item.task_id)
+            continue
+        emit(
+            started_at, "plan.task", task_id=item.id, tool=item.tool, args=item.args, deps=item.deps
+        )
+        yield item

@@ -8,11 +8,11 @@ from langgraph.runtime import Runtime
 from langgraph.types import Send
 
 from expressway.context import Context
-from expressway.events import emit, now
+from expressway.events import now
 from expressway.models import is_connection_error, tier_model, unreachable
 from expressway.state import PlannedTask, State
 from expressway.toolbox import Toolbox
-from nodes.planner import PlanError, planner_messages, stream_plan
+from nodes.planner import announce_plan, planner_messages, stream_plan
 from nodes.task_runner import call_tool, execute_call
 from routers.route_request import last_question
 
@@ -36,25 +36,13 @@ async def propose_tool_calls(
     started = now()
     model = tier_model(context, route.tier, toolbox.models)
     messages = planner_messages(last_question(state), toolbox.tools)
-    calls: list[PlannedTask] = []
     errors: list[str] = []
     try:
-        async for item in stream_plan(model, messages, toolbox.tools, context.max_plan_tasks):
-            if isinstance(item, PlannedTask) and item.deps:
-                item = PlanError(f"task {item.id}: parallel_calls mode runs independent calls only")
-            if isinstance(item, PlanError):
-                errors.append(str(item))
-                emit(state.started_at, "plan.error", error=str(item), task_id=item.task_id)
-                continue
-            emit(
-                state.started_at,
-                "plan.task",
-                task_id=item.id,
-                tool=item.tool,
-                args=item.args,
-                deps=[],
-            )
-            calls.append(item)
+        plan = stream_plan(model, messages, toolbox.tools, context.max_plan_tasks)
+        calls = [
+            task
+            async for task in announce_plan(plan, state.started_at, errors, independent_only=True)
+        ]
     except Exception as error:
         if is_connection_error(error):
             raise unreachable(context, route.tier) from error
