@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from langgraph.checkpoint.serde import _msgpack as msgpack_serde
 
 from bench.harness import REPO_ROOT, free_port
 from bench.scripted_model import ScriptedChatModel
@@ -33,7 +34,12 @@ def postgres_uri() -> Iterator[str]:
     subprocess.run([script, "stop", folder], check=True)
 
 
-async def test_threads_persist_in_postgres_across_graph_instances(postgres_uri: str) -> None:
+async def test_threads_persist_in_postgres_across_graph_instances(
+    postgres_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Strict msgpack (LANGGRAPH_STRICT_MSGPACK=true, a future default) only restores allow-listed
+    # types: the state's dataclasses must come back from the schema-derived allowlist.
+    monkeypatch.setattr(msgpack_serde, "STRICT_MSGPACK_ENABLED", True)
     model = ScriptedChatModel(plans=[PLAN], answer="There are 12 orders.")
     config = {"configurable": {"thread_id": "customer-42"}}
     async with AsyncPostgresSaver.from_conn_string(postgres_uri) as saver:
@@ -54,4 +60,5 @@ async def test_threads_persist_in_postgres_across_graph_instances(postgres_uri: 
     assert [m.type for m in messages] == ["human", "ai", "human", "ai"]
     assert messages[-1].content == "There are 12 orders."
     assert state.values["results"][0].output == "12"
+    assert state.values["route"].task == "lookup"
     assert len(history) > 4  # every step of both runs was checkpointed
