@@ -58,6 +58,16 @@ class LatencyProfile:
 
 
 @dataclass
+class Fault:
+    """One request's misbehaviour: an HTTP error status, a stall before answering, or a stream
+    that is cut after some tokens. Faults are used up in order, one per request."""
+
+    status: int = 0
+    stall_s: float = 0.0
+    cut_after_tokens: int = -1
+
+
+@dataclass
 class SentChunk:
     request_id: str
     index: int
@@ -100,11 +110,13 @@ class SimulatedBackend:
         profile: LatencyProfile | None = None,
         model_names: tuple[str, ...] = ("fast", "frontier"),
         model_profiles: dict[str, LatencyProfile] | None = None,
+        faults: list[Fault] | None = None,
     ) -> None:
         self.responder = responder or FixedResponder()
         self.profile = profile or LatencyProfile()
         # Per served model name, e.g. a faster small model behind "fast"; others use `profile`.
         self.model_profiles = model_profiles or {}
+        self.faults = list(faults or [])
         self.model_names = model_names
         self.stats = Stats()
         self._cached_prefixes: set[str] = set()
@@ -159,6 +171,13 @@ class SimulatedBackend:
     async def _chat(self, request: Request) -> Response:
         body = await request.json()
         self.stats.requests += 1
+        fault = self.faults.pop(0) if self.faults else Fault()
+        if fault.stall_s:
+            await asyncio.sleep(fault.stall_s)
+        if fault.status:
+            error = {"message": f"simulated {fault.status}", "type": "simulated_fault"}
+            return JSONResponse({"error": error}, status_code=fault.status)
+        body["_cut_after_tokens"] = fault.cut_after_tokens
         reply = self.responder(body)
         text = json.dumps(reply.arguments) if isinstance(reply, ToolCallReply) else reply
         if body.get("stream"):
@@ -198,6 +217,8 @@ class SimulatedBackend:
             try:
                 await asyncio.sleep(profile.ttft_s + self.prefill_s(body))
                 for index, token in enumerate(_TOKEN.findall(text)):
+                    if index == body.get("_cut_after_tokens", -1):
+                        raise ConnectionAbortedError("simulated stream cut")
                     if index:
                         slowdown = 1 + profile.batch_slowdown * (self._active - 1)
                         await asyncio.sleep(slowdown / profile.tokens_per_s)

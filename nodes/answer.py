@@ -13,6 +13,10 @@ from expressway.toolbox import Toolbox
 from nodes.prompts import ANSWER_SYSTEM, RESULTS_HEADER
 
 
+class AnswerStreamBrokenError(RuntimeError):
+    """The answer stream failed after tokens were already shown to the caller."""
+
+
 def answer_messages(state: State) -> list[BaseMessage]:
     """The conversation with the tool results appended to the latest question. Plan errors are
     left out (they are in the events): small models otherwise repeat them as the answer."""
@@ -62,7 +66,13 @@ async def answer(state: State, runtime: Runtime[Context], *, toolbox: Toolbox) -
             break
         except Exception as error:
             # Only a failure before any token is retried: a half-streamed answer cannot be undone.
-            if parts or attempt == len(tiers) - 1:
+            if parts:
+                raise AnswerStreamBrokenError(
+                    f"the {tier} tier's answer stream from {context.base_url(tier)} broke after "
+                    f"{len(parts)} chunks ({type(error).__name__}: {error}); the answer shown is "
+                    "incomplete: ask again"
+                ) from error
+            if attempt == len(tiers) - 1:
                 if is_connection_error(error):
                     raise unreachable(context, tier) from error
                 raise
