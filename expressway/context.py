@@ -79,6 +79,10 @@ class Context:
     max_replans: int = field(
         default=1, metadata={"description": "How many times a failed plan may be replanned."}
     )
+    max_question_chars: int = field(
+        default=20_000,
+        metadata={"description": "Longest question accepted; longer ones fail with a clear error."},
+    )
     embedded_port: int = field(
         default=8000, metadata={"description": "Port of the embedded local vLLM server."}
     )
@@ -103,7 +107,13 @@ class Context:
             raise ConfigurationError(
                 f"EXPRESSWAY_FORCE_TIER={self.force_tier!r}: use 'fast', 'frontier' or leave empty"
             )
-        for name in ("model_timeout_s", "tool_timeout_s", "max_concurrency", "max_plan_tasks"):
+        for name in (
+            "model_timeout_s",
+            "tool_timeout_s",
+            "max_concurrency",
+            "max_plan_tasks",
+            "max_question_chars",
+        ):
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"EXPRESSWAY_{name.upper()} must be greater than 0")
         for tier in get_args(TierName):

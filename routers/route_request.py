@@ -30,6 +30,12 @@ async def route_request(state: State, runtime: Runtime[Context]) -> dict[str, An
     question = last_question(state)
     if not question:
         raise ValueError("the question is empty: send a human message with some text")
+    if len(question) > runtime.context.max_question_chars:
+        raise ValueError(
+            f"the question is {len(question):,} characters, over the limit of "
+            f"{runtime.context.max_question_chars:,} (EXPRESSWAY_MAX_QUESTION_CHARS): shorten it, "
+            "or attach long documents through a tool instead of the prompt"
+        )
     route = classify(question)
     if runtime.context.force_tier:
         route = Route(**{**route.__dict__, "tier": runtime.context.force_tier})
