@@ -8,7 +8,7 @@ export TRANSFORMERS_OFFLINE := 1
 # when it can be reached; machines with a local wheel folder configured in pip find it there.
 TORCH_INDEX := $(shell python3 -c "import socket; socket.create_connection(('download.pytorch.org', 443), 2)" 2>/dev/null && echo --extra-index-url https://download.pytorch.org/whl/cpu)
 
-.PHONY: setup ask serve-local test unit integration lint format demo-db train-router
+.PHONY: setup ask serve-local test unit integration lint format demo-db train-router reliability
 
 setup: $(VENV)/.installed
 
@@ -49,3 +49,6 @@ demo-db:
 
 train-router: setup
 	$(PY) -m routers.train
+
+reliability: setup
+	$(PY) -m bench.reliability

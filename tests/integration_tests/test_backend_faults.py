@@ -40,6 +40,7 @@ async def _run(faults: list[Fault], **context) -> tuple[list[dict], SimulatedBac
 
 
 @pytest.mark.parametrize("status", [429, 500, 503])
+@pytest.mark.reliability("backends")
 async def test_a_transient_error_is_retried_on_the_same_tier(status: int) -> None:
     events, backend = await _run([Fault(status=status)])
     assert backend.stats.requests == 2
@@ -47,6 +48,7 @@ async def test_a_transient_error_is_retried_on_the_same_tier(status: int) -> Non
     assert events[-1]["type"] == "run.finished"
 
 
+@pytest.mark.reliability("backends")
 async def test_a_tier_that_keeps_failing_falls_back_to_the_other_tier() -> None:
     events, _ = await _run([Fault(status=503), Fault(status=503)])
     fallback = next(event for event in events if event["type"] == "fallback")
@@ -55,6 +57,7 @@ async def test_a_tier_that_keeps_failing_falls_back_to_the_other_tier() -> None:
     assert events[-1]["type"] == "run.finished"
 
 
+@pytest.mark.reliability("backends")
 async def test_a_response_slower_than_its_timeout_falls_back_within_a_bound() -> None:
     events, _ = await _run([Fault(stall_s=5), Fault(stall_s=5)], model_timeout_s=0.5)
     assert any(event["type"] == "fallback" for event in events)
@@ -63,6 +66,7 @@ async def test_a_response_slower_than_its_timeout_falls_back_within_a_bound() ->
     assert events[-1]["timings"]["total"] < 4
 
 
+@pytest.mark.reliability("backends")
 async def test_a_stream_cut_mid_answer_fails_clearly_after_the_tokens_shown() -> None:
     with pytest.raises(AnswerStreamBrokenError, match=r"broke after \d+ chunks"):
         await _run([Fault(cut_after_tokens=5)])

@@ -5,6 +5,8 @@ import asyncio
 import json
 import os
 
+import pytest
+
 from bench.harness import langgraph_dev
 from bench.simulator import FixedResponder, LatencyProfile, RunningSimulator, SimulatedBackend
 from expressway.context import Context
@@ -30,6 +32,7 @@ def _context(simulator: RunningSimulator, **fields) -> Context:
     return Context(fast_base_url=simulator.base_url, frontier_base_url=simulator.base_url, **fields)
 
 
+@pytest.mark.reliability("backends")
 async def test_consumer_disconnect_cancels_the_backend_stream() -> None:
     backend = SimulatedBackend(
         responder=FixedResponder(answer_tokens=500),
@@ -53,6 +56,7 @@ async def test_consumer_disconnect_cancels_the_backend_stream() -> None:
         assert backend.stats.completed == 0
 
 
+@pytest.mark.reliability("tools")
 async def test_consumer_disconnect_cancels_running_tools() -> None:
     cancelled = asyncio.Event()
 

@@ -43,6 +43,7 @@ def wipe_database(confirm: bool) -> str:
     raise AssertionError("a tool outside the allow-list was called")
 
 
+@pytest.mark.reliability("tools")
 async def test_huge_and_non_serializable_results_are_clipped_and_described() -> None:
     plan = json.dumps(
         {
@@ -68,6 +69,7 @@ def flaky() -> str:
     raise RuntimeError("temporarily unavailable")
 
 
+@pytest.mark.reliability("tools")
 async def test_injected_instructions_cannot_reach_a_tool_outside_the_allow_list() -> None:
     first = json.dumps(
         {
@@ -97,6 +99,7 @@ async def test_injected_instructions_cannot_reach_a_tool_outside_the_allow_list(
         "Сколько заказов? 注文は何件ですか? ¿Cuántos pedidos?",
     ],
 )
+@pytest.mark.reliability("input")
 async def test_binary_looking_and_mixed_script_questions_complete(question: str) -> None:
     model = ScriptedChatModel(plans=['{"tasks": []}'], answer="I can't tell from that.")
     graph = build_graph(tools=[hostile], models={"fast": model, "frontier": model})
@@ -104,6 +107,7 @@ async def test_binary_looking_and_mixed_script_questions_complete(question: str)
     assert events[-1]["type"] == "run.finished"
 
 
+@pytest.mark.reliability("input")
 async def test_a_question_over_the_size_limit_fails_at_once_with_the_setting_named() -> None:
     model = ScriptedChatModel(answer="never")
     graph = build_graph(tools=[hostile], models={"fast": model, "frontier": model})
@@ -112,6 +116,7 @@ async def test_a_question_over_the_size_limit_fails_at_once_with_the_setting_nam
     assert model.calls == []
 
 
+@pytest.mark.reliability("security")
 async def test_secrets_never_appear_in_events_or_state(monkeypatch) -> None:
     secret = "sk-test-" + os.urandom(8).hex()
     monkeypatch.setenv("EXPRESSWAY_FAST_API_KEY", secret)

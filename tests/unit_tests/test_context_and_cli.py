@@ -31,6 +31,7 @@ def test_context_reads_the_environment(monkeypatch) -> None:
         ("EXPRESSWAY_MAX_CONCURRENCY", "0", "greater than 0"),
     ],
 )
+@pytest.mark.reliability("configuration")
 def test_wrong_settings_name_the_variable(
     monkeypatch, variable: str, value: str, message: str
 ) -> None:
@@ -39,11 +40,13 @@ def test_wrong_settings_name_the_variable(
         Context()
 
 
+@pytest.mark.reliability("input")
 def test_cli_empty_question_is_a_usage_error(capsys) -> None:
     assert main(["ask", "  "]) == 2
     assert "question is empty" in capsys.readouterr().err
 
 
+@pytest.mark.reliability("backends")
 def test_cli_unreachable_backend_names_url_and_variable(monkeypatch, capsys) -> None:
     monkeypatch.setenv("EXPRESSWAY_FAST_BASE_URL", "http://127.0.0.1:9/v1")
     monkeypatch.setenv("EXPRESSWAY_FRONTIER_BASE_URL", "http://127.0.0.1:9/v1")
@@ -52,6 +55,7 @@ def test_cli_unreachable_backend_names_url_and_variable(monkeypatch, capsys) -> 
     assert "http://127.0.0.1:9/v1" in err and "EXPRESSWAY_FAST_BASE_URL" in err
 
 
+@pytest.mark.reliability("configuration")
 def test_cli_bad_config_is_reported_at_startup(monkeypatch, capsys) -> None:
     monkeypatch.setenv("EXPRESSWAY_EXECUTION_MODE", "warp")
     assert main(["ask", "hello"]) == 2

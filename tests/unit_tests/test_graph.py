@@ -99,6 +99,7 @@ async def test_parallel_calls_mode_fans_out_and_answers_in_call_order() -> None:
     assert result["messages"][-1].content == "done"
 
 
+@pytest.mark.reliability("model output")
 async def test_invalid_plan_is_replanned_once_then_answered() -> None:
     bad = '{"tasks": [{"id": 1, "tool": "format_disk", "args": {}, "deps": []}]}'
     good = '{"tasks": [{"id": 2, "tool": "slow_lookup", "args": {"key": "a"}, "deps": []}]}'
@@ -111,6 +112,7 @@ async def test_invalid_plan_is_replanned_once_then_answered() -> None:
     assert types[-1] == "run.finished"
 
 
+@pytest.mark.reliability("model output")
 async def test_replans_are_bounded() -> None:
     bad = '{"tasks": [{"id": 1, "tool": "format_disk", "args": {}, "deps": []}]}'
     model = ScriptedChatModel(plans=[bad], answer="I could not plan that.")
@@ -126,6 +128,7 @@ async def test_requests_that_need_no_tools_skip_planning() -> None:
     assert not any(call["plan"] for call in model.calls)
 
 
+@pytest.mark.reliability("backends")
 async def test_fallback_to_the_other_tier_before_the_first_token() -> None:
     broken = ScriptedChatModel(fail_with="connection refused")
     healthy = ScriptedChatModel(answer="from frontier")
@@ -136,6 +139,7 @@ async def test_fallback_to_the_other_tier_before_the_first_token() -> None:
     assert "".join(e["text"] for e in events if e["type"] == "token") == "from frontier"
 
 
+@pytest.mark.reliability("input")
 async def test_empty_question_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="question is empty"):
         await _events(_graph(ScriptedChatModel()), "   ")

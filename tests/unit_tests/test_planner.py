@@ -31,6 +31,7 @@ def test_parser_yields_each_task_the_moment_its_brace_closes() -> None:
     assert arrivals[0][0] == task_1_closes
 
 
+@pytest.mark.reliability("model output")
 def test_parser_reports_a_cut_off_plan() -> None:
     parser = TaskStreamParser()
     parser.feed(PLAN[:60])
@@ -64,11 +65,13 @@ def _validator() -> PlanValidator:
         ({"id": 1, "tool": "calculator", "args": "1+1", "deps": []}, "args must be an object"),
     ],
 )
+@pytest.mark.reliability("model output")
 def test_invalid_tasks_are_refused_with_a_reason(task: dict, message: str) -> None:
     with pytest.raises(PlanError, match=message):
         _validator().check(task)
 
 
+@pytest.mark.reliability("model output")
 def test_duplicate_ids_and_forward_cycles_are_refused() -> None:
     validator = _validator()
     validator.check({"id": 1, "tool": "calculator", "args": {"expression": "1"}, "deps": []})
@@ -112,6 +115,7 @@ async def test_stream_plan_yields_valid_tasks_and_errors_in_order() -> None:
     assert model.calls[0]["response_format"]["json_schema"]["schema"]["required"] == ["tasks"]
 
 
+@pytest.mark.reliability("model output")
 async def test_stream_plan_reports_invalid_json() -> None:
     model = ScriptedChatModel(plans=['{"tasks": [{"id": 1, "tool": '])
     items = [item async for item in stream_plan(model, [], TOOLS, 8)]
@@ -130,6 +134,7 @@ async def test_a_replan_is_renumbered_after_earlier_results() -> None:
     ]
 
 
+@pytest.mark.reliability("model output")
 async def test_a_plan_that_repeats_itself_is_cut_off() -> None:
     task = '{{"id": {}, "tool": "search_docs", "args": {{"query": "returns"}}, "deps": []}}'
     plan = '{"tasks": [' + ", ".join(task.format(i) for i in range(1, 9)) + "]}"

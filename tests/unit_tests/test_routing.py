@@ -57,6 +57,7 @@ def test_low_confidence_escalates_to_frontier(tmp_path) -> None:
     assert route.escalated and route.tier == "frontier" and route.task == "summarization"
 
 
+@pytest.mark.reliability("configuration")
 def test_unreadable_table_and_model_name_the_file_and_fix(tmp_path) -> None:
     broken = tmp_path / "table.yaml"
     broken.write_text("tasks: {lookup: {tier: fast}}")

@@ -4,6 +4,7 @@ import asyncio
 import threading
 import time
 
+import pytest
 from langchain_core.tools import tool
 
 from expressway.events import now
@@ -72,6 +73,7 @@ async def test_dependent_task_starts_after_its_dependency_and_gets_its_output() 
     assert results[1].started_s >= results[0].finished_s
 
 
+@pytest.mark.reliability("tools")
 async def test_a_failing_tool_is_isolated_and_its_dependents_fail_fast() -> None:
     def broken(x: str) -> str:
         """Always raises."""
@@ -95,6 +97,7 @@ async def test_a_failing_tool_is_isolated_and_its_dependents_fail_fast() -> None
     assert results[2].status == "error" and "task(s) [1]" in results[2].output
 
 
+@pytest.mark.reliability("tools")
 async def test_timeout_is_honoured_and_siblings_finish() -> None:
     async def hangs(x: str) -> str:
         """Never returns."""
@@ -115,6 +118,7 @@ async def test_timeout_is_honoured_and_siblings_finish() -> None:
     assert results[1].output == "b"
 
 
+@pytest.mark.reliability("model output")
 async def test_malformed_arguments_become_an_error_result() -> None:
     def typed(count: int) -> str:
         """Needs an integer."""
@@ -124,6 +128,7 @@ async def test_malformed_arguments_become_an_error_result() -> None:
     assert results[0].status == "error" and "count" in results[0].output
 
 
+@pytest.mark.reliability("tools")
 async def test_identical_calls_execute_once() -> None:
     calls = []
 

@@ -37,6 +37,7 @@ def test_calculator_evaluates_arithmetic(expression: str, expected: str) -> None
         "",
     ],
 )
+@pytest.mark.reliability("security")
 def test_calculator_refuses_anything_but_arithmetic(expression: str) -> None:
     with pytest.raises(CalculatorError):
         calculator(expression)
@@ -66,12 +67,14 @@ def test_sql_reads_the_demo_database() -> None:
         "CREATE TABLE t (x)",
     ],
 )
+@pytest.mark.reliability("security")
 def test_sql_refuses_writes_attach_and_multiple_statements(query: str) -> None:
     with pytest.raises(SQLToolError):
         sql_query(query)
     assert sql_query("SELECT COUNT(*) FROM orders") == "12"
 
 
+@pytest.mark.reliability("security")
 def test_sql_connection_itself_is_read_only() -> None:
     connection = _connect(DEMO_DATABASE)
     connection.set_authorizer(None)  # even without the authorizer, mode=ro refuses writes
