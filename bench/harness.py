@@ -54,11 +54,13 @@ def running(args: list[str], ready_url: str, env: dict[str, str], log: Path) -> 
 
 
 @contextlib.contextmanager
-def langgraph_dev(env: dict[str, str], log: Path) -> Iterator[str]:
-    """`langgraph dev` serving this repo's langgraph.json; yields its URL."""
+def langgraph_dev(env: dict[str, str], log: Path, jobs: int = 10) -> Iterator[str]:
+    """`langgraph dev` serving this repo's langgraph.json, running up to `jobs` runs at once;
+    yields its URL."""
     port = free_port()
     cli = str(Path(sys.executable).parent / "langgraph")
     args = [cli, "dev", "--port", str(port), "--no-browser", "--no-reload"]
+    args += ["--n-jobs-per-worker", str(jobs)]
     url = f"http://127.0.0.1:{port}"
     with running(args, f"{url}/ok", env, log):
         yield url

@@ -1,6 +1,7 @@
 """`make reliability`: runs every test marked `reliability(category)` and prints cases tried and
-passed per category (tools, model output, backends, configuration, input, security), as a table
-and as one JSON object. Load and durability are listed as not built yet, not as passed."""
+passed per category (tools, model output, backends, configuration, input, security), then the load
+test (200 concurrent runs through `langgraph dev`, bench/load.py), as a table and as one JSON
+object. Durability is listed as not built yet, not as passed."""
 
 import collections
 import json
@@ -9,8 +10,10 @@ from typing import Any
 
 import pytest
 
+from bench import load as load_benchmark
+
 CATEGORIES = ("tools", "model output", "backends", "configuration", "input", "security")
-NOT_BUILT = ("load (200 concurrent runs through the server)", "durability (SIGKILL and resume)")
+NOT_BUILT = ("durability (SIGKILL and resume)",)
 
 
 class CountByCategory:
@@ -51,6 +54,14 @@ def main(argv: list[str]) -> dict[str, Any]:
             f"{row['category']:<15} {row['cases']:>5}  {row['passed']:>6}  {row['failed']:>6}",
             file=sys.stderr,
         )
+    load = load_benchmark.main([])
+    print(
+        f"load: {load['completed']}/{load['concurrent_runs']} runs completed, {load['failed']} "
+        f"failed; e2e p50 {load['e2e_p50_s']} s, p99 {load['e2e_p99_s']} s; first token p50 "
+        f"{load['ttft_p50_s']} s, p99 {load['ttft_p99_s']} s; server memory "
+        f"{load['server_rss_mb_before']} -> {load['server_rss_mb_after']} MB",
+        file=sys.stderr,
+    )
     for missing in NOT_BUILT:
         print(f"{missing}: not built yet", file=sys.stderr)
     return {
@@ -58,6 +69,7 @@ def main(argv: list[str]) -> dict[str, Any]:
         "schema_version": 1,
         "pytest_exit_code": int(exit_code),
         "categories": rows,
+        "load": load,
         "not_built": list(NOT_BUILT),
     }
 
@@ -65,4 +77,7 @@ def main(argv: list[str]) -> dict[str, Any]:
 if __name__ == "__main__":
     report = main(sys.argv[1:])
     print(json.dumps(report))
-    sys.exit(report["pytest_exit_code"])
+    lost = (
+        report["load"]["failed"] or report["load"]["completed"] < report["load"]["concurrent_runs"]
+    )
+    sys.exit(report["pytest_exit_code"] or int(bool(lost)))

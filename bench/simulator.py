@@ -323,9 +323,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ttft", type=float, default=LatencyProfile.ttft_s)
     parser.add_argument("--tokens-per-s", type=float, default=LatencyProfile.tokens_per_s)
     parser.add_argument("--answer-tokens", type=int, default=FixedResponder.answer_tokens)
+    parser.add_argument(
+        "--workload", action="store_true", help="script replies from bench/workload.py's questions"
+    )
     args = parser.parse_args(argv)
+    if args.workload:
+        from bench.workload import scripted_reply
+
+        responder: Responder = scripted_reply
+    else:
+        responder = FixedResponder(args.answer_tokens)
     backend = SimulatedBackend(
-        responder=FixedResponder(args.answer_tokens),
+        responder=responder,
         profile=LatencyProfile(ttft_s=args.ttft, tokens_per_s=args.tokens_per_s),
     )
     uvicorn.run(backend.app, host="127.0.0.1", port=args.port, log_level="warning")
