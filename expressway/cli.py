@@ -173,7 +173,7 @@ def cmd_route(args: argparse.Namespace) -> int:
     return 0
 
 
-BENCHMARKS = ("fanout", "eager", "stream", "route", "e2e", "serving", "load")
+BENCHMARKS = ("fanout", "eager", "stream", "route", "e2e", "serving", "load", "durability")
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
