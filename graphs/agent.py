@@ -27,6 +27,8 @@ from nodes.joiner import join
 from nodes.plan_and_schedule import plan_and_schedule
 from nodes.task_runner import as_tools
 from nodes.tool_calls import fan_out_calls, propose_tool_calls, run_tool_call
+from routers import load_routing_table
+from routers.classifier import load_task_model
 from routers.route_request import route_request
 from tools import DEFAULT_TOOLS
 
@@ -55,6 +57,9 @@ def build_graph(
     models: chat models that replace the "fast" and/or "frontier" endpoints from the context.
     """
     toolbox = Toolbox(tools=as_tools(tools), models=dict(models or {}))
+    # Read the routing table and model now: a broken one fails at startup, naming the file.
+    load_routing_table()
+    load_task_model()
     builder = StateGraph(State, input_schema=InputState, context_schema=Context)
 
     builder.add_node("route_request", route_request)

@@ -6,7 +6,7 @@ import pytest
 
 from tools.calculator import CalculatorError, calculator
 from tools.clock import ClockError, convert_time, current_time
-from tools.docs_search import search_docs
+from tools.docs_search import search_docs, search_sections
 from tools.sql import DEMO_DATABASE, SQLToolError, _connect, sql_query
 
 
@@ -99,3 +99,19 @@ def test_clock_tools() -> None:
         current_time("Atlantis")
     with pytest.raises(ClockError):
         convert_time("nine", "UTC", "UTC")
+
+
+@pytest.mark.reliability("security")
+def test_docs_search_cannot_leave_its_folder(tmp_path) -> None:
+    outside = tmp_path / "secret.md"
+    outside.write_text("# Secret\n\nThe vault code is 4417.\n")
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "policy.md").write_text("# Policy\n\nReturns within 30 days.\n")
+    (folder / "shipping.md").write_text("# Shipping\n\nParcels leave Berlin daily.\n")
+    (folder / "care.md").write_text("# Care\n\nWash the jacket cold.\n")
+    (folder / "link.md").symlink_to(outside)
+    (folder / "nested").mkdir()
+    (folder / "nested" / "deep.md").write_text("# Deep\n\nThe vault code is 9999.\n")
+    assert search_sections("vault code", folder).startswith("No document matches")
+    assert "30 days" in search_sections("returns", folder)
