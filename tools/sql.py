@@ -24,13 +24,6 @@ def _connect(database: Path) -> sqlite3.Connection:
     return connection
 
 
-def describe_database(database: Path = DEMO_DATABASE) -> str:
-    """The schema as CREATE TABLE statements, for prompts and for users."""
-    with sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro", uri=True) as connection:
-        rows = connection.execute("SELECT sql FROM sqlite_master WHERE type = 'table'").fetchall()
-    return "\n".join(row[0] for row in rows)
-
-
 def run_query(query: str, database: Path = DEMO_DATABASE) -> str:
     """Run one read-only SQL statement against `database` and return the rows as text (a header
     line, then one line per row), or the bare value when the result is a single cell."""

@@ -60,3 +60,12 @@ def test_cli_bad_config_is_reported_at_startup(monkeypatch, capsys) -> None:
     monkeypatch.setenv("EXPRESSWAY_EXECUTION_MODE", "warp")
     assert main(["ask", "hello"]) == 2
     assert "EXPRESSWAY_EXECUTION_MODE" in capsys.readouterr().err
+
+
+def test_env_example_lists_every_setting() -> None:
+    from dataclasses import fields
+    from pathlib import Path
+
+    listed = (Path(__file__).resolve().parents[2] / ".env.example").read_text()
+    for spec in fields(Context):
+        assert f"EXPRESSWAY_{spec.name.upper()}=" in listed, spec.name
