@@ -13,6 +13,12 @@ import httpx
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+def percentile(values: list[float], q: float) -> float:
+    """The nearest-rank q-th percentile (0-100) of `values`."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.harness import free_port, langgraph_dev, running
+from bench.harness import free_port, langgraph_dev, percentile, running
 from bench.workload import QUESTIONS
 
 
@@ -58,11 +58,6 @@ async def one_run(client: Any, question: str) -> dict[str, Any]:
     except Exception as error:  # a failed run is counted, not raised
         return {"ok": False, "error": f"{type(error).__name__}: {error}"[:200]}
     return {"ok": finished, "e2e_s": time.monotonic() - started, "ttft_s": first_token}
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 async def run(concurrency: int, workdir: Path) -> dict[str, Any]:

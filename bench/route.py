@@ -5,15 +5,11 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from bench.harness import percentile
 from routers.classifier import classify
 from routers.table import load_routing_table
 
 EVAL_PATH = Path(__file__).resolve().parents[1] / "routers" / "data" / "eval.jsonl"
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def run(path: Path, repeats: int) -> dict[str, Any]:

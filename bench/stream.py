@@ -22,17 +22,12 @@ from typing import Any
 
 import httpx
 
-from bench.harness import free_port, langgraph_dev, running
+from bench.harness import free_port, langgraph_dev, percentile, running
 from expressway.context import Context
 from expressway.events import iter_events
 
 # A request the routing table answers without tools: one model call, the answer.
 QUESTION = "Summarize in one paragraph why streaming makes agents feel faster."
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 async def run_in_process(base_url: str) -> AsyncIterator[tuple[dict[str, Any], float]]:
