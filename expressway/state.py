@@ -1,6 +1,8 @@
 """The graph's state: conversation, routing decision, task results and stage timings."""
 
+import json
 import operator
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
@@ -9,6 +11,14 @@ from langchain_core.messages import AnyMessage
 from langgraph.graph import add_messages
 
 from routers import Route
+
+# "$2" or "${2}" in a task's string argument: the output of task 2.
+REFERENCE = re.compile(r"\$\{?(\d+)\}?")
+
+
+def call_key(tool: str, args: dict[str, Any]) -> str:
+    """Identifies a tool call by name and arguments (argument order does not matter)."""
+    return f"{tool}:{json.dumps(args, sort_keys=True, default=str)}"
 
 
 @dataclass

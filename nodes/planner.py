@@ -21,10 +21,9 @@ from rank_bm25 import BM25Okapi
 
 from expressway.events import emit
 from expressway.models import raise_if_cancelled
-from expressway.state import PlannedTask, TaskResult
+from expressway.state import REFERENCE, PlannedTask, TaskResult, call_key
 from nodes.prompts import PLAN_EXAMPLES, PLANNER_SYSTEM, REPLAN_NOTE
 
-_REFERENCE = re.compile(r"\$\{?(\d+)\}?")
 MAX_REPEATS = 2  # consecutive repeated tasks after which the rest of a plan is not read
 _WORD = re.compile(r"\w+")
 
@@ -218,7 +217,7 @@ class PlanValidator:
                 f"unknown {sorted(unknown)}, missing {sorted(missing)}",
                 task_id,
             )
-        referenced = {int(n) for value in args.values() for n in _REFERENCE.findall(str(value))}
+        referenced = {int(n) for value in args.values() for n in REFERENCE.findall(str(value))}
         for dep in {*deps, *referenced}:
             if dep == task_id:
                 raise PlanError(f"task {task_id}: depends on itself (a cycle)", task_id)
@@ -228,7 +227,7 @@ class PlanValidator:
                     "(missing, or a cycle)",
                     task_id,
                 )
-        call = f"{tool_name}:{json.dumps(args, sort_keys=True)}"
+        call = call_key(tool_name, args)
         if call in self.calls:
             raise DuplicateTaskError(
                 f"task {task_id}: repeats task {self.calls[call]} ({tool_name} with the same "
@@ -245,7 +244,7 @@ def offset_task(task: PlannedTask, offset: int) -> PlannedTask:
     if not offset:
         return task
     args = {
-        name: _REFERENCE.sub(lambda m: f"${int(m.group(1)) + offset}", value)
+        name: REFERENCE.sub(lambda m: f"${int(m.group(1)) + offset}", value)
         if isinstance(value, str)
         else value
         for name, value in task.args.items()

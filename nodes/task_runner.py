@@ -9,7 +9,6 @@ task fail fast with a message naming it.
 import asyncio
 import contextvars
 import json
-import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -21,10 +20,9 @@ from langsmith.utils import tracing_is_enabled
 from pydantic import BaseModel
 
 from expressway.events import emit, now
-from expressway.state import PlannedTask, TaskResult
+from expressway.state import REFERENCE, PlannedTask, TaskResult, call_key
 
 MAX_OUTPUT_CHARS = 4000
-_REFERENCE = re.compile(r"\$\{?(\d+)\}?")
 # Threads are created lazily, so a large pool costs nothing until sync tools run in parallel.
 _SYNC_TOOL_POOL = ThreadPoolExecutor(max_workers=256, thread_name_prefix="expressway-tool")
 
@@ -41,10 +39,10 @@ def resolve_references(args: dict[str, Any], outputs: dict[int, str]) -> dict[st
     def substitute(value: Any) -> Any:
         if not isinstance(value, str):
             return value
-        whole = _REFERENCE.fullmatch(value.strip())
+        whole = REFERENCE.fullmatch(value.strip())
         if whole:
             return outputs[int(whole.group(1))]
-        return _REFERENCE.sub(lambda match: outputs[int(match.group(1))], value)
+        return REFERENCE.sub(lambda match: outputs[int(match.group(1))], value)
 
     return {name: substitute(value) for name, value in args.items()}
 
@@ -179,7 +177,7 @@ class TaskRunner:
             return TaskResult(task.id, task.tool, task.args, "error", reason, t, t)
         args = resolve_references(task.args, {dep.id: dep.output for dep in dependencies})
         async with self._slots:
-            key = f"{task.tool}:{json.dumps(args, sort_keys=True, default=str)}"
+            key = call_key(task.tool, args)
             call = self._calls.get(key)
             if call is None:  # identical calls in one run share a single execution
                 call = asyncio.ensure_future(
