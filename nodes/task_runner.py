@@ -67,23 +67,24 @@ def _direct_call(tool: BaseTool) -> bool:
 
 async def call_tool(tool: BaseTool, args: dict[str, Any], timeout_s: float) -> str:
     """Run one tool call to completion within `timeout_s`, off the event loop if it is sync."""
-    loop = asyncio.get_running_loop()
+    run_async: Callable[[], Awaitable[Any]] | None = None
+    run_sync: Callable[[], Any] | None = None
     if _direct_call(tool):
         assert isinstance(tool, StructuredTool) and isinstance(tool.args_schema, type)
         arguments = dict(tool.args_schema.model_validate(args))
         if tool.coroutine is not None:
-            call = tool.coroutine(**arguments)
+            run_async = partial(tool.coroutine, **arguments)
         else:
-            assert tool.func is not None
-            context = contextvars.copy_context()
-            call = loop.run_in_executor(
-                _SYNC_TOOL_POOL, partial(context.run, tool.func, **arguments)
-            )
+            run_sync = partial(tool.func, **arguments)  # type: ignore[arg-type]
     elif isinstance(tool, StructuredTool) and tool.coroutine is None and tool.func is not None:
-        context = contextvars.copy_context()
-        call = loop.run_in_executor(_SYNC_TOOL_POOL, context.run, tool.invoke, args)
+        run_sync = partial(tool.invoke, args)
     else:
-        call = tool.ainvoke(args)
+        run_async = partial(tool.ainvoke, args)
+    if run_async is not None:
+        call = run_async()
+    else:
+        context = contextvars.copy_context()
+        call = asyncio.get_running_loop().run_in_executor(_SYNC_TOOL_POOL, context.run, run_sync)
     output = await asyncio.wait_for(call, timeout=timeout_s)
     if isinstance(output, str):
         return output
