@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.harness import REPO_ROOT
+from bench.harness import REPO_ROOT, context_at
 from bench.simulator import LatencyProfile, RunningSimulator, SimulatedBackend
 
 QUESTION = "Please record order 7 and order 8 as shipped."
@@ -41,7 +41,6 @@ async def worker(database: str, thread: str, base_url: str, ledger: str, resume:
     """Run (or resume) the thread, printing each event as a JSON line."""
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
-    from expressway.context import Context
     from graphs.agent import build_graph
 
     def record_shipment(order_id: int) -> str:
@@ -54,7 +53,7 @@ async def worker(database: str, thread: str, base_url: str, ledger: str, resume:
         graph = build_graph(tools=[record_shipment], checkpointer=saver)
         config = {"configurable": {"thread_id": thread}}
         payload = None if resume else {"messages": [("user", QUESTION)]}
-        context = Context(fast_base_url=base_url, frontier_base_url=base_url)
+        context = context_at(base_url)
         async for _, event in graph.astream(
             payload, config, context=context, stream_mode=["custom"], durability="sync"
         ):

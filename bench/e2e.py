@@ -15,10 +15,10 @@ from typing import Any
 
 from langchain_openai import ChatOpenAI
 
+from bench.harness import context_at
 from bench.naive_agent import run_naive_agent
 from bench.simulator import LatencyProfile, RunningSimulator, SimulatedBackend
 from bench.workload import QUESTIONS, Question, scripted_reply, workload_tools
-from expressway.context import Context
 from expressway.events import iter_events
 from graphs.agent import build_graph
 
@@ -29,7 +29,7 @@ FAST_TIER = LatencyProfile(ttft_s=0.15, tokens_per_s=120.0)
 
 
 async def run_expressway(graph: Any, question: Question, base_url: str) -> dict[str, Any]:
-    context = Context(fast_base_url=base_url, frontier_base_url=base_url)
+    context = context_at(base_url)
     started = time.perf_counter()
     first_token, finished = None, None
     async for event in iter_events(

@@ -1,14 +1,18 @@
 """Processes the benchmarks and integration tests start: free ports, readiness, `langgraph dev`."""
 
 import contextlib
+import os
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
+
+from expressway.context import Context
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,6 +61,27 @@ def running(args: list[str], ready_url: str, env: dict[str, str], log: Path) -> 
             child.wait(timeout=20)
         except subprocess.TimeoutExpired:
             child.kill()
+
+
+def tiers_at(base_url: str) -> dict[str, str]:
+    """Environment that points both tiers at one OpenAI-compatible endpoint."""
+    return {"EXPRESSWAY_FAST_BASE_URL": base_url, "EXPRESSWAY_FRONTIER_BASE_URL": base_url}
+
+
+def context_at(base_url: str, **fields: Any) -> Context:
+    """A run context whose two tiers are both served by `base_url`."""
+    return Context(fast_base_url=base_url, frontier_base_url=base_url, **fields)
+
+
+@contextlib.contextmanager
+def simulator_process(log: Path, *options: str) -> Iterator[str]:
+    """The simulated backend (bench/simulator.py) in its own process, so it shares no GIL with the
+    code under measurement; yields its root URL (its API is under /v1)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    args = [sys.executable, "-m", "bench.simulator", "--port", str(port), *options]
+    with running(args, f"{url}/health", {**os.environ, "PYTHONUNBUFFERED": "1"}, log):
+        yield url
 
 
 @contextlib.contextmanager

@@ -5,13 +5,12 @@ percentiles per run, and the server's memory (RSS) before and after. Bounded: N 
 import asyncio
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.harness import free_port, langgraph_dev, percentile, running
+from bench.harness import langgraph_dev, percentile, simulator_process, tiers_at
 from bench.workload import QUESTIONS
 
 
@@ -63,16 +62,8 @@ async def one_run(client: Any, question: str) -> dict[str, Any]:
 async def run(concurrency: int, workdir: Path) -> dict[str, Any]:
     from langgraph_sdk import get_client
 
-    sim_port = free_port()
-    sim_url = f"http://127.0.0.1:{sim_port}"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    simulator = [sys.executable, "-m", "bench.simulator", "--port", str(sim_port), "--workload"]
-    with running(simulator, f"{sim_url}/health", env, workdir / "simulator.log"):
-        server_env = {
-            **env,
-            "EXPRESSWAY_FAST_BASE_URL": f"{sim_url}/v1",
-            "EXPRESSWAY_FRONTIER_BASE_URL": f"{sim_url}/v1",
-        }
+    with simulator_process(workdir / "simulator.log", "--workload") as sim_url:
+        server_env = {**os.environ, **tiers_at(f"{sim_url}/v1")}
         # Every run executes at once rather than waiting in the server's queue.
         with langgraph_dev(server_env, workdir / "langgraph.log", jobs=concurrency) as url:
             pid = server_pid(int(url.rsplit(":", 1)[1]))

@@ -14,7 +14,6 @@ clock is the system's monotonic clock, shared by every process on the machine. M
 import asyncio
 import os
 import statistics
-import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -22,8 +21,7 @@ from typing import Any
 
 import httpx
 
-from bench.harness import free_port, langgraph_dev, percentile, running
-from expressway.context import Context
+from bench.harness import context_at, langgraph_dev, percentile, simulator_process, tiers_at
 from expressway.events import iter_events
 
 # A request the routing table answers without tools: one model call, the answer.
@@ -33,7 +31,7 @@ QUESTION = "Summarize in one paragraph why streaming makes agents feel faster."
 async def run_in_process(base_url: str) -> AsyncIterator[tuple[dict[str, Any], float]]:
     from graphs.agent import graph
 
-    context = Context(fast_base_url=base_url, frontier_base_url=base_url)
+    context = context_at(base_url)
     stream = graph.astream(
         {"messages": [("user", QUESTION)]}, context=context, stream_mode=["custom"]
     )
@@ -117,21 +115,12 @@ def summarize(runs: list[dict[str, Any]], prefix: str) -> dict[str, float]:
 async def run(
     runs: int, answer_tokens: int, tokens_per_s: float, ttft_s: float, workdir: Path
 ) -> dict[str, Any]:
-    sim_port = free_port()
-    sim_url = f"http://127.0.0.1:{sim_port}"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    simulator = [
-        sys.executable, "-m", "bench.simulator", "--port", str(sim_port), "--ttft", str(ttft_s),
-        "--tokens-per-s", str(tokens_per_s), "--answer-tokens", str(answer_tokens),
-    ]  # fmt: skip
-    with running(simulator, f"{sim_url}/health", env, workdir / "simulator.log"):
+    options = ["--ttft", str(ttft_s), "--tokens-per-s", str(tokens_per_s)]
+    options += ["--answer-tokens", str(answer_tokens)]
+    with simulator_process(workdir / "simulator.log", *options) as sim_url:
         client_only = await measure_runs(lambda: run_openai_client(f"{sim_url}/v1"), sim_url, runs)
         in_process = await measure_runs(lambda: run_in_process(f"{sim_url}/v1"), sim_url, runs)
-        server_env = {
-            **env,
-            "EXPRESSWAY_FAST_BASE_URL": f"{sim_url}/v1",
-            "EXPRESSWAY_FRONTIER_BASE_URL": f"{sim_url}/v1",
-        }
+        server_env = {**os.environ, **tiers_at(f"{sim_url}/v1")}
         with langgraph_dev(server_env, workdir / "langgraph.log") as server_url:
             served = await measure_runs(lambda: run_over_http(server_url), sim_url, runs)
     return {

@@ -3,6 +3,7 @@ the other tier answers with a `fallback` event; a cut stream fails clearly; no w
 
 import pytest
 
+from bench.harness import context_at
 from bench.simulator import (
     Fault,
     FixedResponder,
@@ -10,7 +11,6 @@ from bench.simulator import (
     RunningSimulator,
     SimulatedBackend,
 )
-from expressway.context import Context
 from expressway.events import iter_events
 from graphs.agent import graph
 from nodes.answer import AnswerStreamBrokenError
@@ -27,11 +27,7 @@ async def _run(faults: list[Fault], **context) -> tuple[list[dict], SimulatedBac
             async for event in iter_events(
                 graph.astream(
                     {"messages": [("user", QUESTION)]},
-                    context=Context(
-                        fast_base_url=simulator.base_url,
-                        frontier_base_url=simulator.base_url,
-                        **context,
-                    ),
+                    context=context_at(simulator.base_url, **context),
                     stream_mode=["custom"],
                 )
             )

@@ -7,9 +7,8 @@ import os
 
 import pytest
 
-from bench.harness import langgraph_dev
+from bench.harness import context_at, langgraph_dev, tiers_at
 from bench.simulator import FixedResponder, LatencyProfile, RunningSimulator, SimulatedBackend
-from expressway.context import Context
 from expressway.events import iter_events
 from graphs.agent import build_graph, graph
 
@@ -28,10 +27,6 @@ class PlanThenAnswer(FixedResponder):
         return PLAN if "response_format" in request else super().__call__(request)
 
 
-def _context(simulator: RunningSimulator, **fields) -> Context:
-    return Context(fast_base_url=simulator.base_url, frontier_base_url=simulator.base_url, **fields)
-
-
 @pytest.mark.reliability("backends")
 async def test_consumer_disconnect_cancels_the_backend_stream() -> None:
     backend = SimulatedBackend(
@@ -41,7 +36,7 @@ async def test_consumer_disconnect_cancels_the_backend_stream() -> None:
     with RunningSimulator(backend) as simulator:
         stream = graph.astream(
             {"messages": [("user", "Summarize the history of tea in a long essay.")]},
-            context=_context(simulator),
+            context=context_at(simulator.base_url),
             stream_mode=["custom"],
         )
         async for _, event in stream:
@@ -77,7 +72,7 @@ async def test_consumer_disconnect_cancels_running_tools() -> None:
         agent = build_graph(tools=[slow_lookup])
         stream = agent.astream(
             {"messages": [("user", "What is the status of order a?")]},
-            context=_context(simulator),
+            context=context_at(simulator.base_url),
             stream_mode=["custom"],
         )
         async for _, event in stream:
@@ -101,15 +96,14 @@ async def test_http_stream_matches_the_in_process_stream(tmp_path) -> None:
             async for event in iter_events(
                 graph.astream(
                     {"messages": [("user", question)]},
-                    context=_context(simulator, force_tier="fast"),
+                    context=context_at(simulator.base_url, force_tier="fast"),
                     stream_mode=["custom"],
                 )
             )
         ]
         env = {
             **os.environ,
-            "EXPRESSWAY_FAST_BASE_URL": simulator.base_url,
-            "EXPRESSWAY_FRONTIER_BASE_URL": simulator.base_url,
+            **tiers_at(simulator.base_url),
             "EXPRESSWAY_FORCE_TIER": "fast",
         }
         with langgraph_dev(env, tmp_path / "langgraph.log") as url:
