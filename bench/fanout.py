@@ -18,7 +18,7 @@ from langgraph.prebuilt import ToolNode
 from bench.scripted_model import ScriptedChatModel
 from expressway.context import Context
 from graphs.agent import build_graph
-from nodes.task_runner import as_tools
+from nodes.task_runner import as_tools, call_tool
 
 
 def latency_tools(latency_s: float) -> dict[str, Callable[..., Any]]:
@@ -84,6 +84,27 @@ async def sequential_s(tool: Callable[..., Any], n: int) -> float:
     return time.perf_counter() - started
 
 
+async def per_call_overhead_us(calls: int = 2000) -> dict[str, float]:
+    """What one call of an instant async tool costs through LangChain's `ainvoke` (callback setup)
+    and through `call_tool`'s direct path (argument validation, then the function)."""
+
+    async def instant(key: str) -> str:
+        """Returns its argument."""
+        return key
+
+    tool = as_tools([instant])[0]
+    costs = {}
+    for name, call in (
+        ("langchain_ainvoke_us", lambda: tool.ainvoke({"key": "k"})),
+        ("direct_call_us", lambda: call_tool(tool, {"key": "k"}, timeout_s=5)),
+    ):
+        started = time.perf_counter()
+        for _ in range(calls):
+            await call()
+        costs[name] = round((time.perf_counter() - started) / calls * 1e6, 1)
+    return costs
+
+
 async def run(sizes: list[int], latency_s: float, with_sequential: bool) -> dict[str, Any]:
     rows = []
     for kind, tool in latency_tools(latency_s).items():
@@ -105,7 +126,12 @@ async def run(sizes: list[int], latency_s: float, with_sequential: bool) -> dict
                         "ratio_to_single": round(wall / latency_s, 3),
                     }
                 )
-    return {"benchmark": "fanout", "schema_version": 1, "rows": rows}
+    return {
+        "benchmark": "fanout",
+        "schema_version": 1,
+        "rows": rows,
+        "per_call_overhead": await per_call_overhead_us(),
+    }
 
 
 def main(argv: list[str]) -> dict[str, Any]:
