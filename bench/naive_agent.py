@@ -2,6 +2,13 @@
 
 One tool call per model turn, tools run one after another, one model for everything (no routing),
 and nothing is shown until the final answer is complete (no streaming). Same tools, same backend.
+
+Every turn must call a tool (`tool_choice="required"`) and the answer is a `final_answer` call,
+ReAct's "Final Answer" action: that works on any OpenAI-compatible server, including a vLLM
+started without a tool-call parser (the embedded one), where the server's structured outputs
+guarantee a well-formed call. The tools are also listed in the system prompt, for chat templates
+that do not render them. When the turn budget is spent the last turn must call `final_answer`
+(LangChain's old AgentExecutor did the same with early_stopping_method="generate").
 """
 
 import time
@@ -11,11 +18,21 @@ from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
-from langchain_core.tools import BaseTool
+from langchain_core.tools import BaseTool, tool
 
+from nodes.planner import describe_tools
 from nodes.task_runner import as_tools, call_tool
 
-SYSTEM = "You are a helpful assistant. Use the tools, one call at a time, then answer."
+SYSTEM = (
+    "You are a helpful assistant. Call one tool per turn; when you know the answer, call "
+    "final_answer with it.\nTools:\n{tools}"
+)
+
+
+@tool
+def final_answer(answer: str) -> str:
+    """Give the final answer to the user's question."""
+    return answer
 
 
 @dataclass
@@ -37,21 +54,27 @@ async def run_naive_agent(
 ) -> NaiveRun:
     """Answer `question` with a sequential ReAct loop; the answer arrives all at once at the end."""
     started = time.perf_counter()
-    wrapped = {tool.name: tool for tool in as_tools(tools)}
-    agent = model.bind_tools(list(wrapped.values()), parallel_tool_calls=False)
-    messages: list[BaseMessage] = [SystemMessage(SYSTEM), HumanMessage(question)]
+    wrapped = {each.name: each for each in as_tools(tools)}
+    schemas = [*wrapped.values(), final_answer]
+    agent = model.bind_tools(schemas, tool_choice="required", parallel_tool_calls=False)
+    last_turn = model.bind_tools(schemas, tool_choice=final_answer.name)
+    system = SYSTEM.format(tools=describe_tools(schemas))
+    messages: list[BaseMessage] = [SystemMessage(system), HumanMessage(question)]
     run = NaiveRun(answer="", total_s=0.0)
-    for _ in range(max_turns):
+    for turn in range(max_turns):
         turn_started = time.perf_counter()
-        reply = await agent.ainvoke(messages)
+        reply = await (last_turn if turn == max_turns - 1 else agent).ainvoke(messages)
         run.model_s += time.perf_counter() - turn_started
         run.turns += 1
         assert isinstance(reply, AIMessage)
         messages.append(reply)
-        if not reply.tool_calls:
+        if not reply.tool_calls:  # a server that ignores tool_choice: its text is the answer
             run.answer = reply.text
             break
         call = reply.tool_calls[0]
+        if call["name"] == final_answer.name:
+            run.answer = str(call["args"].get("answer", ""))
+            break
         tool_started = time.perf_counter()
         try:
             output = await call_tool(wrapped[call["name"]], call["args"], tool_timeout_s)

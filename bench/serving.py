@@ -12,7 +12,7 @@ import tempfile
 from typing import Any
 
 from expressway.context import Context
-from expressway.embedded import cache_dir
+from expressway.embedded import model_dir
 
 KEYS = ("median_ttft_ms", "p99_ttft_ms", "median_itl_ms", "p99_itl_ms", "output_throughput")
 
@@ -37,7 +37,7 @@ def main(argv: list[str]) -> dict[str, Any]:
     parser.add_argument("--model", default=context.fast_model)
     parser.add_argument(
         "--tokenizer",
-        default=str(cache_dir() / "models" / "SmolLM2-135M-Instruct"),
+        default=str(model_dir()),
         help="a local tokenizer folder for the served model (default: the embedded model's)",
     )
     parser.add_argument("--concurrency", default="1,4", help="comma-separated levels")

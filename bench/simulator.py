@@ -7,8 +7,9 @@ in vLLM's continuous batching). The default profile is the seed's vLLM-on-A100 f
 ~300 ms and ~60 tokens/s per stream.
 
 What it answers is scripted by a `responder(request) -> text` function, so runs are reproducible.
-It records when every chunk was sent (time.monotonic(), comparable across processes on one
-machine) and which streams the client abandoned, so relay overhead and cancellation are measurable.
+It records when every chunk was sent (time.monotonic() once the chunk's bytes are handed to the
+socket, comparable across processes on one machine) and which streams the client abandoned, so
+relay overhead and cancellation are measurable.
 """
 
 import asyncio
@@ -222,8 +223,9 @@ class SimulatedBackend:
                     if index:
                         slowdown = 1 + profile.batch_slowdown * (self._active - 1)
                         await asyncio.sleep(slowdown / profile.tokens_per_s)
-                    self.stats.chunks.append(SentChunk(request_id, index, token, time.monotonic()))
                     yield token
+                    # Resumed once the server has written the chunk: its bytes are on the socket.
+                    self.stats.chunks.append(SentChunk(request_id, index, token, time.monotonic()))
             finally:
                 self._active -= 1
 

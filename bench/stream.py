@@ -1,17 +1,20 @@
 """Streaming benchmark: how much the graph, and the LangGraph server, add to each token.
 
 A simulated backend (its own process, so it does not share the GIL with the graph) records the
-moment it sent each answer chunk; the consumer records the moment each `token` event arrived. The
-clock is the system's monotonic clock, shared by every process on the machine. Measured:
+moment each answer chunk's bytes were on the socket; the consumer records the moment each `token`
+event arrived. The clock is the system's monotonic clock, shared by every process on the
+machine. Measured:
 
 - relay per token (arrival - sent), p50/p99, in-process (`graph.astream`) and through
   `langgraph dev` over SSE (`langgraph-sdk` client), and the OpenAI client alone as the floor
-  (`openai_client_relay_*`);
+  (`openai_client_relay_*`), and under that the bytes parsed with httpx + json alone
+  (`http_floor_relay_*`: the machine's process wake-up and socket costs);
 - time from the request to the first event (`run.started`);
 - time from the backend's first answer chunk to the consumer's first token.
 """
 
 import asyncio
+import json
 import os
 import statistics
 import time
@@ -37,6 +40,20 @@ async def run_in_process(base_url: str) -> AsyncIterator[tuple[dict[str, Any], f
     )
     async for event in iter_events(stream):
         yield event, time.monotonic()
+
+
+async def run_raw_http(base_url: str) -> AsyncIterator[tuple[dict[str, Any], float]]:
+    """The machine's floor: SSE lines read with httpx and parsed with json, no client library."""
+    body = {"model": "fast", "messages": [{"role": "user", "content": QUESTION}], "stream": True}
+    async with (
+        httpx.AsyncClient(timeout=60) as http,
+        http.stream("POST", f"{base_url}/chat/completions", json=body) as response,
+    ):
+        async for line in response.aiter_lines():
+            if line.startswith("data: {"):
+                delta = json.loads(line.removeprefix("data: "))["choices"][0]["delta"]
+                if delta.get("content"):
+                    yield {"type": "token", "text": delta["content"]}, time.monotonic()
 
 
 async def run_openai_client(base_url: str) -> AsyncIterator[tuple[dict[str, Any], float]]:
@@ -118,6 +135,7 @@ async def run(
     options = ["--ttft", str(ttft_s), "--tokens-per-s", str(tokens_per_s)]
     options += ["--answer-tokens", str(answer_tokens)]
     with simulator_process(workdir / "simulator.log", *options) as sim_url:
+        raw_http = await measure_runs(lambda: run_raw_http(f"{sim_url}/v1"), sim_url, runs)
         client_only = await measure_runs(lambda: run_openai_client(f"{sim_url}/v1"), sim_url, runs)
         in_process = await measure_runs(lambda: run_in_process(f"{sim_url}/v1"), sim_url, runs)
         server_env = {**os.environ, **tiers_at(f"{sim_url}/v1")}
@@ -133,7 +151,8 @@ async def run(
         **summarize(in_process, ""),
         **{
             key: value
-            for key, value in summarize(client_only, "openai_client_").items()
+            for runs_of, prefix in ((raw_http, "http_floor_"), (client_only, "openai_client_"))
+            for key, value in summarize(runs_of, prefix).items()
             if "relay" in key
         },
         **summarize(served, "server_"),

@@ -293,19 +293,23 @@ def find_question(request: dict[str, Any]) -> Question:
 def scripted_reply(request: dict[str, Any]) -> "str | ToolCallReply":
     """What a competent model answers: the plan (structured output), the next tool call (a tool
     calling request, one call per turn, references filled from earlier tool results), or the
-    final answer."""
+    final answer (a `final_answer` call when the request requires a tool call)."""
     question = find_question(request)
     if "response_format" in request:
         return question.plan_json()
     if "tools" in request:
+        choice = request.get("tool_choice")
+        named = choice.get("function", {}).get("name") if isinstance(choice, dict) else None
         results = [m["content"] for m in request["messages"] if m.get("role") == "tool"]
-        if len(results) < len(question.calls):
+        if len(results) < len(question.calls) and named in (None, question.calls[len(results)][0]):
             tool, args, _ = question.calls[len(results)]
             filled = {
                 name: _fill(value, results) if isinstance(value, str) else value
                 for name, value in args.items()
             }
             return ToolCallReply(tool, filled)
+        if choice not in (None, "auto", "none"):  # a tool call is required: answer through one
+            return ToolCallReply("final_answer", {"answer": question.answer})
     return question.answer
 
 

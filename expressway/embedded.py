@@ -61,9 +61,14 @@ def find_gguf() -> Path:
     return path
 
 
+def model_dir() -> Path:
+    """The Hugging Face folder the GGUF model is converted to, and that vLLM serves."""
+    return cache_dir() / "models" / "SmolLM2-135M-Instruct"
+
+
 def prepare_model(log: Callable[[str], None] = print) -> Path:
     """Convert the GGUF model once into a Hugging Face folder that vLLM serves; reuse it after."""
-    target = cache_dir() / "models" / "SmolLM2-135M-Instruct"
+    target = model_dir()
     if (target / "config.json").is_file() and (target / "tokenizer_config.json").is_file():
         return target
     gguf = find_gguf()

@@ -1,5 +1,6 @@
 """The answer node: streams the answer from the routed tier, falling back to the other tier."""
 
+from contextlib import aclosing
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
@@ -40,8 +41,9 @@ async def answer(state: State, runtime: Runtime[Context], *, toolbox: Toolbox) -
     """Read the conversation, `route` and `results`; write the answer as an AIMessage and the
     `tools`/`answer`/`ttft`/`total` timings.
 
-    Emits a `token` event per streamed chunk and `run.finished` with every stage's timing. If the
-    routed tier fails before its first token, the other tier answers (a `fallback` event says so).
+    Emits a `token` event per streamed chunk (at most the route's max_tokens) and `run.finished`
+    with every stage's timing. If the routed tier fails before its first token, the other tier
+    answers (a `fallback` event says so).
     """
     context, route = runtime.context, state.route
     assert route is not None, "route_request runs first"
@@ -55,13 +57,19 @@ async def answer(state: State, runtime: Runtime[Context], *, toolbox: Toolbox) -
         model_name = route.model or context.model_name(tier)
         try:
             stream = model.bind(max_tokens=route.max_tokens)
-            async for chunk in stream.astream(messages):
-                if not chunk.text:
-                    continue
-                if first_token_at is None:
-                    first_token_at = now()
-                parts.append(chunk.text)
-                emit(state.started_at, "token", text=chunk.text, tier=tier, model=model_name)
+            # aclosing: leaving early closes the HTTP stream at once, which ends the generation.
+            async with aclosing(stream.astream(messages)) as chunks:
+                async for chunk in chunks:
+                    if not chunk.text:
+                        continue
+                    if first_token_at is None:
+                        first_token_at = now()
+                    parts.append(chunk.text)
+                    emit(state.started_at, "token", text=chunk.text, tier=tier, model=model_name)
+                    # Every chunk holds a token or more, so a backend that ignores max_tokens
+                    # cannot grow a run's events (queued for a slow consumer) without bound.
+                    if len(parts) >= route.max_tokens:
+                        break
             raise_if_cancelled()
             break
         except Exception as error:

@@ -25,6 +25,9 @@ from expressway.state import REFERENCE, PlannedTask, TaskResult, call_key
 from nodes.prompts import PLAN_EXAMPLES, PLANNER_SYSTEM, REPLAN_NOTE
 
 MAX_REPEATS = 2  # consecutive repeated tasks after which the rest of a plan is not read
+# A task is ~20-40 tokens; the budget bounds a plan whose strings run on (a small model's do),
+# which would otherwise generate up to the context limit: minutes on a CPU.
+TOKENS_PER_TASK = 64
 _WORD = re.compile(r"\w+")
 
 
@@ -262,10 +265,12 @@ async def stream_plan(
     """Yield each valid task as soon as the model has written it, and a PlanError for each invalid
     task (or a plan that is not valid JSON). The model numbers tasks from 1; on a replan they are
     renumbered after `id_offset` so they never collide with earlier results. A plan that keeps
-    repeating a task is cut off rather than read to its token limit."""
+    repeating a task is cut off rather than read to its token limit, and a plan's tokens are
+    bounded by `max_tasks`."""
     schema = plan_json_schema(tools, max_tasks)
     structured = model.bind(
-        response_format={"type": "json_schema", "json_schema": {"name": "plan", "schema": schema}}
+        response_format={"type": "json_schema", "json_schema": {"name": "plan", "schema": schema}},
+        max_tokens=TOKENS_PER_TASK * max_tasks,
     )
     parser = TaskStreamParser()
     validator = PlanValidator(tools={tool.name: tool for tool in tools}, max_tasks=max_tasks)

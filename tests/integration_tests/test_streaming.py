@@ -11,6 +11,7 @@ from bench.harness import context_at, langgraph_dev, tiers_at
 from bench.simulator import FixedResponder, LatencyProfile, RunningSimulator, SimulatedBackend
 from expressway.events import iter_events
 from graphs.agent import build_graph, graph
+from routers.table import load_routing_table
 
 PLAN = json.dumps(
     {
@@ -49,6 +50,38 @@ async def test_consumer_disconnect_cancels_the_backend_stream() -> None:
             await asyncio.sleep(0.05)
         assert backend.stats.cancelled == 1
         assert backend.stats.completed == 0
+
+
+@pytest.mark.reliability("backends")
+async def test_slow_consumer_gets_every_event_and_the_run_stays_bounded() -> None:
+    # A backend that ignores max_tokens and talks fast, read by a consumer that takes 10 ms per
+    # event: the run still ends at the route's max_tokens and frees the backend while the consumer
+    # is behind, and the consumer loses nothing.
+    backend = SimulatedBackend(
+        responder=FixedResponder(answer_tokens=1000),
+        profile=LatencyProfile(ttft_s=0.01, tokens_per_s=2000),
+    )
+    question = "Classify this review as positive or negative: the tent leaked on the first night."
+    with RunningSimulator(backend) as simulator:
+        events, backend_done_at = [], None
+        async for event in iter_events(
+            graph.astream(
+                {"messages": [("user", question)]},
+                context=context_at(simulator.base_url),
+                stream_mode=["custom"],
+            )
+        ):
+            events.append(event)
+            if backend_done_at is None and backend.stats.cancelled + backend.stats.completed:
+                backend_done_at = len(events)
+            await asyncio.sleep(0.01)
+    route = next(event for event in events if event["type"] == "route.decided")
+    tokens = [event for event in events if event["type"] == "token"]
+    cap = load_routing_table().tasks[route["task"]].max_tokens
+    assert len(tokens) == cap < 1000
+    assert events[-1]["type"] == "run.finished"
+    assert backend.stats.cancelled == 1  # the stream was closed at the cap, not read to its end
+    assert backend_done_at is not None and backend_done_at < len(tokens) // 2
 
 
 @pytest.mark.reliability("tools")

@@ -77,3 +77,15 @@ def test_every_workload_plan_is_valid_for_the_real_tools() -> None:
         for task in json.loads(question.plan_json())["tasks"]:
             validator.check(task)
     assert len(QUESTIONS) >= 20
+
+
+def test_naive_agent_answers_when_its_turn_budget_is_spent() -> None:
+    question = QUESTIONS[0]  # needs three tool calls
+    profile = LatencyProfile(ttft_s=0.0, tokens_per_s=10_000)
+    with RunningSimulator(SimulatedBackend(scripted_reply, profile)) as simulator:
+        model = ChatOpenAI(base_url=simulator.base_url, api_key="none", model="frontier")
+        run = asyncio.run(
+            run_naive_agent(question.text, model, workload_tools(0.0, 0.0), max_turns=2)
+        )
+    assert [call["tool"] for call in run.tool_calls] == ["sql_query"]
+    assert run.turns == 2 and run.answer == question.answer

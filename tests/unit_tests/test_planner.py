@@ -147,3 +147,22 @@ async def test_a_plan_that_repeats_itself_is_cut_off() -> None:
         "PlanError",
     ]
     assert "stopped reading" in str(items[-1])
+
+
+async def test_the_plan_request_bounds_its_tokens_by_the_task_limit() -> None:
+    from langchain_openai import ChatOpenAI
+
+    from bench.simulator import RunningSimulator, SimulatedBackend
+    from nodes.planner import TOKENS_PER_TASK
+
+    requests: list[dict] = []
+
+    def remember(request: dict) -> str:
+        requests.append(request)
+        return PLAN
+
+    with RunningSimulator(SimulatedBackend(remember)) as simulator:
+        model = ChatOpenAI(base_url=simulator.base_url, api_key="none", model="fast")
+        plan = stream_plan(model, [], TOOLS, max_tasks=5)
+        assert len([item async for item in plan]) == 3
+    assert requests[0]["max_completion_tokens"] == 5 * TOKENS_PER_TASK  # langchain-openai's name
