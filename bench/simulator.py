@@ -60,12 +60,14 @@ class LatencyProfile:
 
 @dataclass
 class Fault:
-    """One request's misbehaviour: an HTTP error status, a stall before answering, or a stream
-    that is cut after some tokens. Faults are used up in order, one per request."""
+    """One request's misbehaviour: an HTTP error status, a stall before answering, a stream that
+    is cut after some tokens, or a reply longer than the request's max_tokens. Faults are used up
+    in order, one per request."""
 
     status: int = 0
     stall_s: float = 0.0
     cut_after_tokens: int = -1
+    ignore_max_tokens: bool = False
 
 
 @dataclass
@@ -179,6 +181,8 @@ class SimulatedBackend:
             error = {"message": f"simulated {fault.status}", "type": "simulated_fault"}
             return JSONResponse({"error": error}, status_code=fault.status)
         body["_cut_after_tokens"] = fault.cut_after_tokens
+        if not fault.ignore_max_tokens:
+            body["_max_tokens"] = body.get("max_completion_tokens") or body.get("max_tokens")
         reply = self.responder(body)
         text = json.dumps(reply.arguments) if isinstance(reply, ToolCallReply) else reply
         if body.get("stream"):
@@ -198,9 +202,7 @@ class SimulatedBackend:
                     {
                         "index": 0,
                         "message": message,
-                        "finish_reason": "tool_calls"
-                        if isinstance(reply, ToolCallReply)
-                        else "stop",
+                        "finish_reason": _finish_reason(body, text, reply),
                     }
                 ],
                 "usage": {"prompt_tokens": 0, "completion_tokens": len(chunks), "total_tokens": 0},
@@ -217,7 +219,7 @@ class SimulatedBackend:
             self._active += 1
             try:
                 await asyncio.sleep(profile.ttft_s + self.prefill_s(body))
-                for index, token in enumerate(_TOKEN.findall(text)):
+                for index, token in enumerate(_TOKEN.findall(text)[: body.get("_max_tokens")]):
                     if index == body.get("_cut_after_tokens", -1):
                         raise ConnectionAbortedError("simulated stream cut")
                     if index:
@@ -261,17 +263,25 @@ class SimulatedBackend:
                 )
                 async for token in self._timed_tokens(body, arguments, request_id):
                     yield chunk({"tool_calls": [{"index": 0, "function": {"arguments": token}}]})
-                yield chunk({}, "tool_calls")
+                yield chunk({}, _finish_reason(body, arguments, reply))
             else:
                 async for token in self._timed_tokens(body, reply, request_id):
                     yield chunk({"content": token})
-                yield chunk({}, "stop")
+                yield chunk({}, _finish_reason(body, reply, reply))
             yield "data: [DONE]\n\n"
             finished = True
             self.stats.completed += 1
         finally:
             if not finished:  # the client went away mid-stream
                 self.stats.cancelled += 1
+
+
+def _finish_reason(body: dict[str, Any], text: str, reply: "str | ToolCallReply") -> str:
+    """ "length" when max_tokens cut the reply short, as vLLM reports it."""
+    limit = body.get("_max_tokens")
+    if limit is not None and len(_TOKEN.findall(text)) > limit:
+        return "length"
+    return "tool_calls" if isinstance(reply, ToolCallReply) else "stop"
 
 
 def _tool_call(reply: ToolCallReply) -> dict[str, Any]:

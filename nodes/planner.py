@@ -17,6 +17,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
+from openai import LengthFinishReasonError
 from rank_bm25 import BM25Okapi
 
 from expressway.events import emit
@@ -277,27 +278,36 @@ async def stream_plan(
     repeats = 0
     # aclosing: stopping early closes the model's HTTP stream at once, which ends its generation.
     async with aclosing(structured.astream(messages)) as chunks:
-        async for chunk in chunks:
-            try:
-                raw_tasks = parser.feed(chunk.text)
-            except PlanError as error:
-                yield error
-                continue
-            for raw in raw_tasks:
+        try:
+            async for chunk in chunks:
                 try:
-                    task = validator.check(raw)
-                except DuplicateTaskError as error:
-                    repeats += 1
-                    yield error
-                    if repeats >= MAX_REPEATS:
-                        yield PlanError(f"the planner repeated {repeats} tasks; stopped reading it")
-                        return
-                    continue
+                    raw_tasks = parser.feed(chunk.text)
                 except PlanError as error:
                     yield error
                     continue
-                repeats = 0
-                yield offset_task(task, id_offset)
+                for raw in raw_tasks:
+                    try:
+                        task = validator.check(raw)
+                    except DuplicateTaskError as error:
+                        repeats += 1
+                        yield error
+                        if repeats >= MAX_REPEATS:
+                            yield PlanError(
+                                f"the planner repeated {repeats} tasks; stopped reading"
+                            )
+                            return
+                        continue
+                    except PlanError as error:
+                        yield error
+                        continue
+                    repeats = 0
+                    yield offset_task(task, id_offset)
+        except LengthFinishReasonError:  # raised by the OpenAI client once the stream has ended
+            yield PlanError(
+                f"the plan reached its {TOKENS_PER_TASK * max_tasks}-token limit before it closed; "
+                "the tasks read before it run"
+            )
+            return
     raise_if_cancelled()
     try:
         parser.finish()

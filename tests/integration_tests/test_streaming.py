@@ -8,7 +8,13 @@ import os
 import pytest
 
 from bench.harness import context_at, langgraph_dev, tiers_at
-from bench.simulator import FixedResponder, LatencyProfile, RunningSimulator, SimulatedBackend
+from bench.simulator import (
+    Fault,
+    FixedResponder,
+    LatencyProfile,
+    RunningSimulator,
+    SimulatedBackend,
+)
 from expressway.events import iter_events
 from graphs.agent import build_graph, graph
 from routers.table import load_routing_table
@@ -60,6 +66,7 @@ async def test_slow_consumer_gets_every_event_and_the_run_stays_bounded() -> Non
     backend = SimulatedBackend(
         responder=FixedResponder(answer_tokens=1000),
         profile=LatencyProfile(ttft_s=0.01, tokens_per_s=2000),
+        faults=[Fault(ignore_max_tokens=True)],
     )
     question = "Classify this review as positive or negative: the tent leaked on the first night."
     with RunningSimulator(backend) as simulator:

@@ -149,7 +149,7 @@ async def test_a_plan_that_repeats_itself_is_cut_off() -> None:
     assert "stopped reading" in str(items[-1])
 
 
-async def test_the_plan_request_bounds_its_tokens_by_the_task_limit() -> None:
+async def test_a_plan_cut_by_its_token_budget_is_a_clear_error() -> None:
     from langchain_openai import ChatOpenAI
 
     from bench.simulator import RunningSimulator, SimulatedBackend
@@ -159,10 +159,11 @@ async def test_the_plan_request_bounds_its_tokens_by_the_task_limit() -> None:
 
     def remember(request: dict) -> str:
         requests.append(request)
-        return PLAN
+        return PLAN * 3  # runs on past the budget, as a small model's plan can
 
     with RunningSimulator(SimulatedBackend(remember)) as simulator:
         model = ChatOpenAI(base_url=simulator.base_url, api_key="none", model="fast")
-        plan = stream_plan(model, [], TOOLS, max_tasks=5)
-        assert len([item async for item in plan]) == 3
-    assert requests[0]["max_completion_tokens"] == 5 * TOKENS_PER_TASK  # langchain-openai's name
+        items = [item async for item in stream_plan(model, [], TOOLS, max_tasks=2)]
+    assert requests[0]["max_completion_tokens"] == 2 * TOKENS_PER_TASK  # langchain-openai's name
+    assert isinstance(items[0], PlannedTask)  # what arrived before the cut still runs
+    assert isinstance(items[-1], PlanError) and "token limit" in str(items[-1])
