@@ -72,8 +72,12 @@ async def run_naive(question: Question, base_url: str, tools: list[Any]) -> dict
         # JSON string up to the context limit.
         max_tokens=max(route.max_tokens for route in load_routing_table().tasks.values()),
     )
-    # The turns a correct run needs and no more: a small model cannot loop, which favours naive.
-    result = await run_naive_agent(question.text, model, tools, max_turns=len(question.calls) + 1)
+    # Exactly the tool turns a correct run needs, then the answer: a small real model can neither
+    # skip the work nor loop (a scripted one does this anyway).
+    calls = len(question.calls)
+    result = await run_naive_agent(
+        question.text, model, tools, max_turns=calls + 1, min_tool_calls=calls
+    )
     return {
         "e2e_s": round(result.total_s, 4),
         "ttfa_s": round(result.total_s, 4),  # nothing is shown before the whole answer

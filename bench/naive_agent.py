@@ -8,7 +8,9 @@ ReAct's "Final Answer" action: that works on any OpenAI-compatible server, inclu
 started without a tool-call parser (the embedded one), where the server's structured outputs
 guarantee a well-formed call. The tools are also listed in the system prompt, for chat templates
 that do not render them. When the turn budget is spent the last turn must call `final_answer`
-(LangChain's old AgentExecutor did the same with early_stopping_method="generate").
+(LangChain's old AgentExecutor did the same with early_stopping_method="generate"), and
+`min_tool_calls` keeps `final_answer` off the menu until that many tools were called, so a model
+too small to decide still does the sequential work a correct run needs.
 """
 
 import time
@@ -51,19 +53,27 @@ async def run_naive_agent(
     tools: Sequence[Callable[..., Any] | BaseTool],
     max_turns: int = 12,
     tool_timeout_s: float = 30.0,
+    min_tool_calls: int = 0,
 ) -> NaiveRun:
     """Answer `question` with a sequential ReAct loop; the answer arrives all at once at the end."""
     started = time.perf_counter()
     wrapped = {each.name: each for each in as_tools(tools)}
     schemas = [*wrapped.values(), final_answer]
     agent = model.bind_tools(schemas, tool_choice="required", parallel_tool_calls=False)
+    tools_only = model.bind_tools(
+        list(wrapped.values()), tool_choice="required", parallel_tool_calls=False
+    )
     last_turn = model.bind_tools(schemas, tool_choice=final_answer.name)
     system = SYSTEM.format(tools=describe_tools(schemas))
     messages: list[BaseMessage] = [SystemMessage(system), HumanMessage(question)]
     run = NaiveRun(answer="", total_s=0.0)
     for turn in range(max_turns):
         turn_started = time.perf_counter()
-        reply = await (last_turn if turn == max_turns - 1 else agent).ainvoke(messages)
+        if turn == max_turns - 1:
+            turn_model = last_turn
+        else:
+            turn_model = tools_only if len(run.tool_calls) < min_tool_calls else agent
+        reply = await turn_model.ainvoke(messages)
         run.model_s += time.perf_counter() - turn_started
         run.turns += 1
         assert isinstance(reply, AIMessage)
