@@ -29,6 +29,7 @@ from expressway.context import Context
 from expressway.embedded import model_dir, start_server
 from expressway.events import iter_events
 from graphs.agent import build_graph
+from nodes.planner import TOKENS_PER_TASK
 from routers.table import load_routing_table
 
 STAGES = ("route", "plan", "tools", "answer")
@@ -76,7 +77,12 @@ async def run_naive(question: Question, base_url: str, tools: list[Any]) -> dict
     # skip the work nor loop (a scripted one does this anyway).
     calls = len(question.calls)
     result = await run_naive_agent(
-        question.text, model, tools, max_turns=calls + 1, min_tool_calls=calls
+        question.text,
+        model,
+        tools,
+        max_turns=calls + 1,
+        min_tool_calls=calls,
+        tool_call_max_tokens=TOKENS_PER_TASK,  # the token budget Expressway's planner gives a task
     )
     return {
         "e2e_s": round(result.total_s, 4),

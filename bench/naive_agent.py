@@ -54,15 +54,18 @@ async def run_naive_agent(
     max_turns: int = 12,
     tool_timeout_s: float = 30.0,
     min_tool_calls: int = 0,
+    tool_call_max_tokens: int | None = None,
 ) -> NaiveRun:
-    """Answer `question` with a sequential ReAct loop; the answer arrives all at once at the end."""
+    """Answer `question` with a sequential ReAct loop; the answer arrives all at once at the end.
+    `tool_call_max_tokens` bounds the turns that may only call tools (a malformed or cut-off
+    call is reported back to the model, which tries again on its next turn)."""
     started = time.perf_counter()
     wrapped = {each.name: each for each in as_tools(tools)}
     schemas = [*wrapped.values(), final_answer]
     agent = model.bind_tools(schemas, tool_choice="required", parallel_tool_calls=False)
     tools_only = model.bind_tools(
         list(wrapped.values()), tool_choice="required", parallel_tool_calls=False
-    )
+    ).bind(max_tokens=tool_call_max_tokens)
     last_turn = model.bind_tools(schemas, tool_choice=final_answer.name)
     system = SYSTEM.format(tools=describe_tools(schemas))
     messages: list[BaseMessage] = [SystemMessage(system), HumanMessage(question)]
@@ -78,6 +81,12 @@ async def run_naive_agent(
         run.turns += 1
         assert isinstance(reply, AIMessage)
         messages.append(reply)
+        if reply.invalid_tool_calls and not reply.tool_calls:
+            call = reply.invalid_tool_calls[0]
+            output = f"error: the call's arguments are not valid JSON ({call['error']}); call again"
+            messages.append(ToolMessage(output, tool_call_id=call["id"] or "invalid"))
+            run.tool_calls.append({"tool": call["name"], "args": call["args"], "output": output})
+            continue
         if not reply.tool_calls:  # a server that ignores tool_choice: its text is the answer
             run.answer = reply.text
             break
