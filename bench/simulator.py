@@ -37,10 +37,15 @@ _TOKEN = re.compile(rf"\s?[^\s]{{1,{CHARS_PER_TOKEN}}}|\s+")
 
 @dataclass
 class ToolCallReply:
-    """A scripted reply that calls a tool (OpenAI `tool_calls`) instead of answering."""
+    """A scripted reply that calls a tool (OpenAI `tool_calls`) instead of answering; arguments
+    given as a string are sent as they are (e.g. malformed JSON)."""
 
     name: str
-    arguments: dict[str, Any]
+    arguments: dict[str, Any] | str
+
+    @property
+    def arguments_json(self) -> str:
+        return self.arguments if isinstance(self.arguments, str) else json.dumps(self.arguments)
 
 
 Responder = Callable[[dict[str, Any]], "str | ToolCallReply"]
@@ -184,7 +189,7 @@ class SimulatedBackend:
         if not fault.ignore_max_tokens:
             body["_max_tokens"] = body.get("max_completion_tokens") or body.get("max_tokens")
         reply = self.responder(body)
-        text = json.dumps(reply.arguments) if isinstance(reply, ToolCallReply) else reply
+        text = reply.arguments_json if isinstance(reply, ToolCallReply) else reply
         if body.get("stream"):
             return StreamingResponse(self._stream(body, reply), media_type="text/event-stream")
         chunks = [piece async for piece in self._timed_tokens(body, text, uuid.uuid4().hex)]
@@ -288,7 +293,7 @@ def _tool_call(reply: ToolCallReply) -> dict[str, Any]:
     return {
         "id": f"call_{uuid.uuid4().hex[:12]}",
         "type": "function",
-        "function": {"name": reply.name, "arguments": json.dumps(reply.arguments)},
+        "function": {"name": reply.name, "arguments": reply.arguments_json},
     }
 
 

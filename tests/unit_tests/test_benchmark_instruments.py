@@ -9,7 +9,13 @@ import httpx
 from langchain_openai import ChatOpenAI
 
 from bench.naive_agent import run_naive_agent
-from bench.simulator import FixedResponder, LatencyProfile, RunningSimulator, SimulatedBackend
+from bench.simulator import (
+    FixedResponder,
+    LatencyProfile,
+    RunningSimulator,
+    SimulatedBackend,
+    ToolCallReply,
+)
 from bench.workload import QUESTIONS, scripted_reply, workload_tools
 
 
@@ -89,3 +95,19 @@ def test_naive_agent_answers_when_its_turn_budget_is_spent() -> None:
         )
     assert [call["tool"] for call in run.tool_calls] == ["sql_query"]
     assert run.turns == 2 and run.answer == question.answer
+
+
+def test_naive_agent_reports_a_malformed_call_to_the_model_and_goes_on() -> None:
+    question = QUESTIONS[1]  # two clock lookups
+
+    def malformed_first(request: dict) -> "str | ToolCallReply":
+        if "tools" in request and not any(m.get("role") == "tool" for m in request["messages"]):
+            return ToolCallReply("current_time", '{"timezone": "Tok')  # cut off mid-string
+        return scripted_reply(request)
+
+    profile = LatencyProfile(ttft_s=0.0, tokens_per_s=10_000)
+    with RunningSimulator(SimulatedBackend(malformed_first, profile)) as simulator:
+        model = ChatOpenAI(base_url=simulator.base_url, api_key="none", model="frontier")
+        run = asyncio.run(run_naive_agent(question.text, model, workload_tools(0.0, 0.0)))
+    assert run.tool_calls[0]["output"].startswith("error: the call's arguments are not valid JSON")
+    assert run.answer == question.answer
