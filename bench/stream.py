@@ -8,7 +8,9 @@ machine. Measured:
 - relay per token (arrival - sent), p50/p99, in-process (`graph.astream`) and through
   `langgraph dev` over SSE (`langgraph-sdk` client), and the OpenAI client alone as the floor
   (`openai_client_relay_*`), and under that the bytes parsed with httpx + json alone
-  (`http_floor_relay_*`: the machine's process wake-up and socket costs);
+  (`http_floor_relay_*`: the machine's process wake-up and socket costs) and the same inside one
+  LangGraph node writing to the custom stream (`langgraph_floor_relay_*`: the least any relay
+  through LangGraph's stream can cost here);
 - time from the request to the first event (`run.started`);
 - time from the backend's first answer chunk to the consumer's first token.
 """
@@ -20,7 +22,7 @@ import statistics
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import httpx
 
@@ -42,8 +44,8 @@ async def run_in_process(base_url: str) -> AsyncIterator[tuple[dict[str, Any], f
         yield event, time.monotonic()
 
 
-async def run_raw_http(base_url: str) -> AsyncIterator[tuple[dict[str, Any], float]]:
-    """The machine's floor: SSE lines read with httpx and parsed with json, no client library."""
+async def sse_tokens(base_url: str) -> AsyncIterator[str]:
+    """The answer's text deltas, read with httpx and parsed with json: no client library."""
     body = {"model": "fast", "messages": [{"role": "user", "content": QUESTION}], "stream": True}
     async with (
         httpx.AsyncClient(timeout=60) as http,
@@ -53,7 +55,36 @@ async def run_raw_http(base_url: str) -> AsyncIterator[tuple[dict[str, Any], flo
             if line.startswith("data: {"):
                 delta = json.loads(line.removeprefix("data: "))["choices"][0]["delta"]
                 if delta.get("content"):
-                    yield {"type": "token", "text": delta["content"]}, time.monotonic()
+                    yield delta["content"]
+
+
+async def run_raw_http(base_url: str) -> AsyncIterator[tuple[dict[str, Any], float]]:
+    """The machine's floor: process wake-up, socket and SSE parsing."""
+    async for text in sse_tokens(base_url):
+        yield {"type": "token", "text": text}, time.monotonic()
+
+
+async def run_langgraph_floor(base_url: str) -> AsyncIterator[tuple[dict[str, Any], float]]:
+    """The floor of any relay through LangGraph's own stream: one node that reads the SSE with
+    httpx and writes each delta to the custom stream (no LangChain model, no routing)."""
+    from langgraph.config import get_stream_writer
+    from langgraph.graph import END, START, StateGraph
+
+    class RelayState(TypedDict):
+        base_url: str
+
+    async def relay(state: RelayState) -> dict[str, Any]:
+        write = get_stream_writer()
+        async for text in sse_tokens(state["base_url"]):
+            write({"type": "token", "text": text})
+        return {}
+
+    builder = StateGraph(RelayState)
+    builder.add_node("relay", relay)
+    builder.add_edge(START, "relay")
+    builder.add_edge("relay", END)
+    async for event in builder.compile().astream({"base_url": base_url}, stream_mode="custom"):
+        yield event, time.monotonic()
 
 
 async def run_openai_client(base_url: str) -> AsyncIterator[tuple[dict[str, Any], float]]:
@@ -136,6 +167,9 @@ async def run(
     options += ["--answer-tokens", str(answer_tokens)]
     with simulator_process(workdir / "simulator.log", *options) as sim_url:
         raw_http = await measure_runs(lambda: run_raw_http(f"{sim_url}/v1"), sim_url, runs)
+        graph_floor = await measure_runs(
+            lambda: run_langgraph_floor(f"{sim_url}/v1"), sim_url, runs
+        )
         client_only = await measure_runs(lambda: run_openai_client(f"{sim_url}/v1"), sim_url, runs)
         in_process = await measure_runs(lambda: run_in_process(f"{sim_url}/v1"), sim_url, runs)
         server_env = {**os.environ, **tiers_at(f"{sim_url}/v1")}
@@ -151,7 +185,11 @@ async def run(
         **summarize(in_process, ""),
         **{
             key: value
-            for runs_of, prefix in ((raw_http, "http_floor_"), (client_only, "openai_client_"))
+            for runs_of, prefix in (
+                (raw_http, "http_floor_"),
+                (graph_floor, "langgraph_floor_"),
+                (client_only, "openai_client_"),
+            )
             for key, value in summarize(runs_of, prefix).items()
             if "relay" in key
         },

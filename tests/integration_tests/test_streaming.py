@@ -171,3 +171,17 @@ async def test_http_stream_matches_the_in_process_stream(tmp_path) -> None:
 
     assert shape(remote) == shape(local)
     assert len([e for e in local if e["type"] == "task.finished"]) == 2
+
+
+async def test_stream_benchmark_reports_every_relay_it_names(tmp_path) -> None:
+    from bench import stream
+
+    report = await stream.run(
+        runs=1, answer_tokens=20, tokens_per_s=500, ttft_s=0.01, workdir=tmp_path
+    )
+    prefixes = ("", "http_floor_", "langgraph_floor_", "openai_client_", "server_")
+    for prefix in prefixes:
+        assert report[f"{prefix}relay_p99_ms"] >= report[f"{prefix}relay_p50_ms"] > 0
+    for key in ("first_event_ms", "first_token_after_backend_ms", "server_first_event_ms"):
+        assert report[key] > 0
+    assert report["tokens_measured"] == report["server_tokens_measured"] > 0
