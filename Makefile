@@ -8,7 +8,7 @@ export TRANSFORMERS_OFFLINE := 1
 # when it can be reached; machines with a local wheel folder configured in pip find it there.
 TORCH_INDEX := $(shell python3 -c "import socket; socket.create_connection(('download.pytorch.org', 443), 2)" 2>/dev/null && echo --extra-index-url https://download.pytorch.org/whl/cpu)
 
-.PHONY: setup ask serve-local test unit integration lint format demo-db train-router reliability
+.PHONY: setup ask serve-local test unit integration lint format demo-db train-router reliability bench
 
 setup: $(VENV)/.installed
 
@@ -52,3 +52,9 @@ train-router: setup
 
 reliability: setup
 	$(PY) -m bench.reliability
+
+# One benchmark from a fresh checkout: `make bench NAME=e2e ARGS="--backend embedded"`.
+NAME ?= e2e
+ARGS ?=
+bench: setup
+	$(VENV)/bin/expressway bench $(NAME) $(ARGS)
