@@ -196,7 +196,9 @@ class SimulatedBackend:
         self.stats.completed += 1
         message: dict[str, Any] = {"role": "assistant", "content": "".join(chunks)}
         if isinstance(reply, ToolCallReply):
-            message = {"role": "assistant", "content": None, "tool_calls": [_tool_call(reply)]}
+            call = _tool_call(reply)
+            call["function"]["arguments"] = "".join(chunks)  # cut short by max_tokens, if it was
+            message = {"role": "assistant", "content": None, "tool_calls": [call]}
         return JSONResponse(
             {
                 "id": f"chatcmpl-{uuid.uuid4().hex}",

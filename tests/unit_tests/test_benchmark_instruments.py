@@ -111,3 +111,17 @@ def test_naive_agent_reports_a_malformed_call_to_the_model_and_goes_on() -> None
         run = asyncio.run(run_naive_agent(question.text, model, workload_tools(0.0, 0.0)))
     assert run.tool_calls[0]["output"].startswith("error: the call's arguments are not valid JSON")
     assert run.answer == question.answer
+
+
+def test_simulator_cuts_a_reply_at_max_tokens_and_says_so() -> None:
+    def long_call(request: dict) -> ToolCallReply:
+        return ToolCallReply("calculator", {"expression": " + ".join(["1"] * 200)})
+
+    with RunningSimulator(SimulatedBackend(long_call, LatencyProfile(ttft_s=0.0))) as simulator:
+        body = {"model": "fast", "messages": [{"role": "user", "content": "sum"}]}
+        reply = httpx.post(
+            f"{simulator.base_url}/chat/completions", json={**body, "max_tokens": 5}, timeout=30
+        ).json()["choices"][0]
+    assert reply["finish_reason"] == "length"
+    arguments = reply["message"]["tool_calls"][0]["function"]["arguments"]
+    assert arguments.startswith('{"expression": "1') and len(arguments) <= 5 * 4
