@@ -190,8 +190,11 @@ class SimulatedBackend:
             body["_max_tokens"] = body.get("max_completion_tokens") or body.get("max_tokens")
         reply = self.responder(body)
         text = reply.arguments_json if isinstance(reply, ToolCallReply) else reply
+        finish = _finish_reason(body, text, reply)
         if body.get("stream"):
-            return StreamingResponse(self._stream(body, reply), media_type="text/event-stream")
+            return StreamingResponse(
+                self._stream(body, reply, finish), media_type="text/event-stream"
+            )
         chunks = [piece async for piece in self._timed_tokens(body, text, uuid.uuid4().hex)]
         self.stats.completed += 1
         message: dict[str, Any] = {"role": "assistant", "content": "".join(chunks)}
@@ -209,7 +212,7 @@ class SimulatedBackend:
                     {
                         "index": 0,
                         "message": message,
-                        "finish_reason": _finish_reason(body, text, reply),
+                        "finish_reason": finish,
                     }
                 ],
                 "usage": {"prompt_tokens": 0, "completion_tokens": len(chunks), "total_tokens": 0},
@@ -239,7 +242,7 @@ class SimulatedBackend:
                 self._active -= 1
 
     async def _stream(
-        self, body: dict[str, Any], reply: "str | ToolCallReply"
+        self, body: dict[str, Any], reply: "str | ToolCallReply", finish_reason: str
     ) -> AsyncIterator[str]:
         request_id = f"chatcmpl-{uuid.uuid4().hex}"
         created, model = int(time.time()), body.get("model", "")
@@ -270,11 +273,11 @@ class SimulatedBackend:
                 )
                 async for token in self._timed_tokens(body, arguments, request_id):
                     yield chunk({"tool_calls": [{"index": 0, "function": {"arguments": token}}]})
-                yield chunk({}, _finish_reason(body, arguments, reply))
+                yield chunk({}, finish_reason)
             else:
                 async for token in self._timed_tokens(body, reply, request_id):
                     yield chunk({"content": token})
-                yield chunk({}, _finish_reason(body, reply, reply))
+                yield chunk({}, finish_reason)
             yield "data: [DONE]\n\n"
             finished = True
             self.stats.completed += 1

@@ -268,10 +268,10 @@ async def stream_plan(
     renumbered after `id_offset` so they never collide with earlier results. A plan that keeps
     repeating a task is cut off rather than read to its token limit, and a plan's tokens are
     bounded by `max_tasks`."""
-    schema = plan_json_schema(tools, max_tasks)
+    schema, max_tokens = plan_json_schema(tools, max_tasks), TOKENS_PER_TASK * max_tasks
     structured = model.bind(
         response_format={"type": "json_schema", "json_schema": {"name": "plan", "schema": schema}},
-        max_tokens=TOKENS_PER_TASK * max_tasks,
+        max_tokens=max_tokens,
     )
     parser = TaskStreamParser()
     validator = PlanValidator(tools={tool.name: tool for tool in tools}, max_tasks=max_tasks)
@@ -304,7 +304,7 @@ async def stream_plan(
                     yield offset_task(task, id_offset)
         except LengthFinishReasonError:  # raised by the OpenAI client once the stream has ended
             yield PlanError(
-                f"the plan reached its {TOKENS_PER_TASK * max_tasks}-token limit before it closed; "
+                f"the plan reached its {max_tokens}-token limit before it closed; "
                 "the tasks read before it run"
             )
             return
