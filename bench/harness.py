@@ -89,8 +89,17 @@ def langgraph_dev(env: dict[str, str], log: Path, jobs: int = 10) -> Iterator[st
     """`langgraph dev` serving this repo's langgraph.json, running up to `jobs` runs at once;
     yields its URL."""
     port = free_port()
-    cli = str(Path(sys.executable).parent / "langgraph")
-    args = [cli, "dev", "--port", str(port), "--no-browser", "--no-reload"]
+    # `-m langgraph_cli`, not the console script: it runs wherever the package imports.
+    args = [
+        sys.executable,
+        "-m",
+        "langgraph_cli",
+        "dev",
+        "--port",
+        str(port),
+        "--no-browser",
+        "--no-reload",
+    ]
     args += ["--n-jobs-per-worker", str(jobs)]
     url = f"http://127.0.0.1:{port}"
     with running(args, f"{url}/ok", env, log):
