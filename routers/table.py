@@ -7,7 +7,9 @@ from typing import Literal, get_args
 
 import yaml
 
-Task = Literal["classification", "extraction", "summarization", "lookup", "reasoning", "code"]
+Task = Literal[
+    "chat", "classification", "extraction", "summarization", "lookup", "reasoning", "code"
+]
 Tier = Literal["fast", "frontier"]
 DEFAULT_TABLE = Path(__file__).parent / "routing_table.yaml"
 

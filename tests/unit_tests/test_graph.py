@@ -121,9 +121,13 @@ async def test_replans_are_bounded() -> None:
     assert events[-1]["type"] == "run.finished"
 
 
-async def test_requests_that_need_no_tools_skip_planning() -> None:
+@pytest.mark.parametrize(
+    "question",
+    ["Classify the sentiment of this review: I love it", "hello", "thanks, that's all I needed"],
+)
+async def test_requests_that_need_no_tools_skip_planning(question: str) -> None:
     model = ScriptedChatModel(plans=[TWO_LOOKUPS], answer="Positive.")
-    events = await _events(_graph(model), "Classify the sentiment of this review: I love it")
+    events = await _events(_graph(model), question)
     assert not any(event["type"].startswith(("plan", "task")) for event in events)
     assert not any(call["plan"] for call in model.calls)
 
