@@ -1,4 +1,5 @@
-"""The two model tiers as OpenAI-compatible chat models (langchain-openai `ChatOpenAI`)."""
+"""The two model tiers as OpenAI-compatible chat models (langchain-openai `ChatOpenAI`, with the
+leaner token stream of expressway/openai_stream.py)."""
 
 import asyncio
 import os
@@ -7,10 +8,10 @@ from functools import lru_cache
 
 import httpx
 from langchain_core.language_models import BaseChatModel
-from langchain_openai import ChatOpenAI
 
 from expressway.context import Context, TierName
 from expressway.embedded import serving_models
+from expressway.openai_stream import StreamingChatOpenAI
 
 
 class BackendUnavailableError(RuntimeError):
@@ -18,9 +19,11 @@ class BackendUnavailableError(RuntimeError):
 
 
 @lru_cache(maxsize=16)
-def _openai_model(base_url: str, model: str, timeout_s: float, api_key_env: str) -> ChatOpenAI:
+def _openai_model(
+    base_url: str, model: str, timeout_s: float, api_key_env: str
+) -> StreamingChatOpenAI:
     # Cached so every call of a tier shares one HTTP connection pool (no TCP/TLS setup per call).
-    return ChatOpenAI(
+    return StreamingChatOpenAI(
         base_url=base_url,
         model=model,
         # The key is read here and never stored in state or events; local vLLM needs none.
