@@ -28,14 +28,14 @@ import httpx
 
 from bench.harness import context_at, langgraph_dev, percentile, simulator_process, tiers_at
 from expressway.events import iter_events
+from expressway.heap import freeze_static_heap
+from graphs.agent import graph
 
 # A request the routing table answers without tools: one model call, the answer.
 QUESTION = "Summarize in one paragraph why streaming makes agents feel faster."
 
 
 async def run_in_process(base_url: str) -> AsyncIterator[tuple[dict[str, Any], float]]:
-    from graphs.agent import graph
-
     context = context_at(base_url)
     stream = graph.astream(
         {"messages": [("user", QUESTION)]}, context=context, stream_mode=["custom"]
@@ -163,6 +163,8 @@ def summarize(runs: list[dict[str, Any]], prefix: str) -> dict[str, float]:
 async def run(
     runs: int, answer_tokens: int, tokens_per_s: float, ttft_s: float, workdir: Path
 ) -> dict[str, Any]:
+    # This process is set up as `expressway ask` sets up its own (see expressway/heap.py).
+    freeze_static_heap()
     options = ["--ttft", str(ttft_s), "--tokens-per-s", str(tokens_per_s)]
     options += ["--answer-tokens", str(answer_tokens)]
     with simulator_process(workdir / "simulator.log", *options) as sim_url:

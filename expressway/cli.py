@@ -10,6 +10,7 @@ from typing import Any, TextIO, get_args
 from expressway.context import ConfigurationError, Context, TierName
 from expressway.embedded import EmbeddedBackendError, EmbeddedServer, start_server
 from expressway.events import iter_events
+from expressway.heap import freeze_static_heap
 from expressway.models import BackendUnavailableError, check_backend
 from routers import RoutingTableError, classify
 
@@ -99,6 +100,7 @@ async def run_question(
     # Imported here so `expressway serve-local` and `route` do not load the graph's dependencies.
     from graphs.agent import graph
 
+    freeze_static_heap()
     stream = graph.astream(
         {"messages": [("user", question)]}, context=context, stream_mode=["custom"]
     )
