@@ -1,5 +1,6 @@
 """Keeps the garbage collector's full passes off the token stream."""
 
+import atexit
 import gc
 
 
@@ -15,3 +16,7 @@ def freeze_static_heap() -> None:
     """
     gc.collect()
     gc.freeze()
+    # Unfrozen at exit, so the last collection still finalizes them: extensions that check for
+    # leaked objects at shutdown (triton's nanobind bindings) would otherwise report them.
+    atexit.unregister(gc.unfreeze)
+    atexit.register(gc.unfreeze)
