@@ -21,12 +21,12 @@ from typing import Any
 
 from langchain_openai import ChatOpenAI
 
+from app.embedded import model_dir, start_server
 from bench.harness import context_at
 from bench.naive_agent import run_naive_agent
 from bench.simulator import LatencyProfile, RunningSimulator, SimulatedBackend
 from bench.workload import QUESTIONS, Question, scripted_reply, workload_tools
 from expressway.context import Context
-from expressway.embedded import model_dir, start_server
 from expressway.events import iter_events
 from graphs.agent import build_graph
 from nodes.planner import TOKENS_PER_TASK

@@ -17,8 +17,9 @@ from langgraph.prebuilt import ToolNode
 
 from bench.scripted_model import ScriptedChatModel
 from expressway.context import Context
+from expressway.toolbox import as_tools
 from graphs.agent import build_graph
-from nodes.task_runner import as_tools, call_tool
+from nodes.task_runner import call_tool
 
 
 def latency_tools(latency_s: float) -> dict[str, Callable[..., Any]]:

@@ -22,8 +22,9 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.tools import BaseTool, tool
 
+from expressway.toolbox import as_tools
 from nodes.planner import describe_tools
-from nodes.task_runner import as_tools, call_tool
+from nodes.task_runner import call_tool
 
 SYSTEM = (
     "You are a helpful assistant. Call one tool per turn; when you know the answer, call "

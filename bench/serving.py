@@ -11,8 +11,8 @@ import sys
 import tempfile
 from typing import Any
 
+from app.embedded import model_dir
 from expressway.context import Context
-from expressway.embedded import model_dir
 
 KEYS = ("median_ttft_ms", "p99_ttft_ms", "median_itl_ms", "p99_itl_ms", "output_throughput")
 

@@ -10,8 +10,17 @@ import httpx
 from langchain_core.language_models import BaseChatModel
 
 from expressway.context import Context, TierName
-from expressway.embedded import serving_models
 from expressway.openai_stream import StreamingChatOpenAI
+
+
+def serving_models(base_url: str, timeout_s: float = 2.0) -> list[str] | None:
+    """The model names an OpenAI-compatible server at base_url serves, or None if unreachable."""
+    try:
+        response = httpx.get(f"{base_url}/models", timeout=timeout_s)
+        response.raise_for_status()
+        return [model["id"] for model in response.json()["data"]]
+    except (httpx.HTTPError, ValueError, KeyError):
+        return None
 
 
 class BackendUnavailableError(RuntimeError):

@@ -7,13 +7,28 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from langchain_core.messages import AnyMessage
+from langchain_core.messages import AnyMessage, HumanMessage
 from langgraph.graph import add_messages
 
-from routers import Route
+from expressway.context import TierName
 
 # "$2" or "${2}" in a task's string argument: the output of task 2.
 REFERENCE = re.compile(r"\$\{?(\d+)\}?")
+
+
+@dataclass(frozen=True)
+class Route:
+    """A routing decision: what kind of request it is (a task of the routing table) and which
+    tier answers it."""
+
+    task: str
+    tier: TierName
+    confidence: float
+    latency_ms: float
+    use_tools: bool
+    max_tokens: int
+    model: str = ""
+    escalated: bool = False
 
 
 def call_key(tool: str, args: dict[str, Any]) -> str:
@@ -72,3 +87,11 @@ class State(InputState):
     pending_calls: list[PlannedTask] = field(default_factory=list)
     replans: int = 0
     timings: Annotated[dict[str, float], add_timings] = field(default_factory=dict)
+
+
+def last_question(state: InputState) -> str:
+    """The text of the latest human message."""
+    for message in reversed(state.messages):
+        if isinstance(message, HumanMessage):
+            return message.text.strip()
+    return ""

@@ -1,10 +1,51 @@
-"""What build_graph hands to the nodes that call models and tools."""
+"""The run's tools and model overrides, and the flag a tool sets to say it has no side effects."""
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.tools import BaseTool
+from langchain_core.tools import tool as as_tool
+
+READ_ONLY = "read_only"
+# MCP servers declare the same thing as a tool annotation; langchain-mcp-adapters puts the
+# annotations in the tool's metadata.
+MCP_READ_ONLY = "readOnlyHint"
+ToolLike = TypeVar("ToolLike", bound=Callable[..., Any] | BaseTool)
+
+
+def read_only(tool: ToolLike) -> ToolLike:
+    """Mark a tool as free of side effects (it only reads). Only such tools may be started
+    speculatively before the plan asks for them, and re-run after a crash without a report.
+    Undeclared tools are treated as having side effects. Use as a decorator on a plain
+    function, or call it on a LangChain tool; `metadata={"read_only": True}` does the same."""
+    if isinstance(tool, BaseTool):
+        tool.metadata = {**(tool.metadata or {}), READ_ONLY: True}
+    else:
+        setattr(tool, f"__{READ_ONLY}__", True)
+    return tool
+
+
+def is_read_only(tool: BaseTool) -> bool:
+    """Whether the tool declared that it has no side effects (ours, or MCP's readOnlyHint)."""
+    metadata = tool.metadata or {}
+    return metadata.get(READ_ONLY) is True or metadata.get(MCP_READ_ONLY) is True
+
+
+def as_tools(functions: Iterable[Callable[..., Any] | BaseTool]) -> list[BaseTool]:
+    """Wrap plain functions (sync or async; the docstring is the description) as LangChain tools,
+    carrying the read-only flag into the tool's metadata."""
+    tools = []
+    for function in functions:
+        if isinstance(function, BaseTool):
+            tools.append(function)
+            continue
+        wrapped = as_tool(function)
+        if getattr(function, f"__{READ_ONLY}__", False):
+            read_only(wrapped)
+        tools.append(wrapped)
+    return tools
 
 
 @dataclass(frozen=True)

@@ -21,11 +21,10 @@ from langgraph.types import Checkpointer
 
 from expressway.context import Context
 from expressway.state import InputState, State
-from expressway.toolbox import Toolbox
+from expressway.toolbox import Toolbox, as_tools
 from nodes.answer import answer
 from nodes.joiner import join
 from nodes.plan_and_schedule import plan_and_schedule
-from nodes.task_runner import as_tools
 from nodes.tool_calls import fan_out_calls, propose_tool_calls, run_tool_call
 from routers import load_routing_table
 from routers.classifier import load_task_model

@@ -7,11 +7,10 @@ from langgraph.runtime import Runtime
 from expressway.context import Context
 from expressway.events import now
 from expressway.models import is_connection_error, tier_model, unreachable
-from expressway.state import State
+from expressway.state import State, last_question
 from expressway.toolbox import Toolbox
 from nodes.planner import announce_plan, planner_messages, stream_plan
 from nodes.task_runner import TaskRunner
-from routers.route_request import last_question
 
 
 async def plan_and_schedule(

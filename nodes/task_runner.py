@@ -9,13 +9,12 @@ task fail fast with a message naming it.
 import asyncio
 import contextvars
 import json
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
 from langchain_core.tools import BaseTool, StructuredTool
-from langchain_core.tools import tool as as_tool
 from langsmith.utils import tracing_is_enabled
 from pydantic import BaseModel
 
@@ -25,11 +24,6 @@ from expressway.state import REFERENCE, PlannedTask, TaskResult, call_key
 MAX_OUTPUT_CHARS = 4000
 # Threads are created lazily, so a large pool costs nothing until sync tools run in parallel.
 _SYNC_TOOL_POOL = ThreadPoolExecutor(max_workers=256, thread_name_prefix="expressway-tool")
-
-
-def as_tools(functions: Iterable[Callable[..., Any] | BaseTool]) -> list[BaseTool]:
-    """Wrap plain functions (sync or async; the docstring is the description) as LangChain tools."""
-    return [f if isinstance(f, BaseTool) else as_tool(f) for f in functions]
 
 
 def resolve_references(args: dict[str, Any], outputs: dict[int, str]) -> dict[str, Any]:

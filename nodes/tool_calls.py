@@ -10,11 +10,10 @@ from langgraph.types import Send
 from expressway.context import Context
 from expressway.events import now
 from expressway.models import is_connection_error, tier_model, unreachable
-from expressway.state import PlannedTask, State
+from expressway.state import PlannedTask, State, last_question
 from expressway.toolbox import Toolbox
 from nodes.planner import announce_plan, planner_messages, stream_plan
 from nodes.task_runner import call_tool, execute_call
-from routers.route_request import last_question
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """Request routing: a classifier (no LLM call) and the routing table it reads."""
 
-from routers.classifier import Route, classify
+from expressway.state import Route
+from routers.classifier import classify
 from routers.table import RoutingTable, RoutingTableError, load_routing_table
 
 __all__ = ["Route", "RoutingTable", "RoutingTableError", "classify", "load_routing_table"]

@@ -12,24 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
+from expressway.state import Route
 from routers.features import N_FEATURES, featurize
-from routers.table import DEFAULT_TABLE, RoutingTableError, Task, Tier, load_routing_table
+from routers.table import DEFAULT_TABLE, RoutingTableError, Task, load_routing_table
 
 MODEL_PATH = Path(__file__).parent / "model.npz"
-
-
-@dataclass(frozen=True)
-class Route:
-    """A routing decision: what kind of request it is and which tier answers it."""
-
-    task: Task
-    tier: Tier
-    confidence: float
-    latency_ms: float
-    use_tools: bool
-    max_tokens: int
-    model: str = ""
-    escalated: bool = False
 
 
 @dataclass(frozen=True)

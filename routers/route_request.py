@@ -2,22 +2,13 @@
 
 from typing import Any
 
-from langchain_core.messages import HumanMessage
 from langgraph.runtime import Runtime
 from langgraph.types import Overwrite
 
 from expressway.context import Context
 from expressway.events import emit, now
-from expressway.state import State
-from routers.classifier import Route, classify
-
-
-def last_question(state: State) -> str:
-    """The text of the latest human message."""
-    for message in reversed(state.messages):
-        if isinstance(message, HumanMessage):
-            return message.text.strip()
-    return ""
+from expressway.state import Route, State, last_question
+from routers.classifier import classify
 
 
 async def route_request(state: State, runtime: Runtime[Context]) -> dict[str, Any]:

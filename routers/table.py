@@ -7,10 +7,11 @@ from typing import Literal, get_args
 
 import yaml
 
+from expressway.context import TierName as Tier
+
 Task = Literal[
     "chat", "classification", "extraction", "summarization", "lookup", "reasoning", "code"
 ]
-Tier = Literal["fast", "frontier"]
 DEFAULT_TABLE = Path(__file__).parent / "routing_table.yaml"
 
 

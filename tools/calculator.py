@@ -5,6 +5,8 @@ import math
 import operator
 from collections.abc import Callable
 
+from expressway.toolbox import read_only
+
 _BINARY_OPS: dict[type[ast.operator], Callable[[float, float], float]] = {
     ast.Add: operator.add,
     ast.Sub: operator.sub,
@@ -61,6 +63,7 @@ def _evaluate(node: ast.AST) -> float:
     raise CalculatorError(f"unsupported syntax: {ast.dump(node)[:80]}")
 
 
+@read_only
 def calculator(expression: str) -> str:
     """Evaluate an arithmetic expression such as "(129 * 3) - 12.5" or "sqrt(2) * 10".
 

@@ -3,6 +3,8 @@
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+from expressway.toolbox import read_only
+
 _CITY_ALIASES = {
     zone.rsplit("/", 1)[-1].replace("_", " ").lower(): zone
     for zone in available_timezones()
@@ -25,6 +27,7 @@ def _zone(name: str) -> ZoneInfo:
         ) from error
 
 
+@read_only
 def current_time(timezone: str = "UTC") -> str:
     """The current date and time in an IANA time zone ("Asia/Tokyo") or a major city ("Tokyo")."""
     zone = _zone(timezone)
@@ -32,6 +35,7 @@ def current_time(timezone: str = "UTC") -> str:
     return f"{now:%Y-%m-%d %H:%M} {now.tzname()} ({zone.key}), {now:%A}"
 
 
+@read_only
 def convert_time(time: str, from_timezone: str, to_timezone: str) -> str:
     """Convert a time "HH:MM" or "YYYY-MM-DD HH:MM" from one time zone to another."""
     source, target = _zone(from_timezone), _zone(to_timezone)

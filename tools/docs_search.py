@@ -6,6 +6,8 @@ from pathlib import Path
 
 from rank_bm25 import BM25Okapi
 
+from expressway.toolbox import read_only
+
 DOCS_FOLDER = Path(__file__).parent / "data" / "docs"
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 
@@ -45,6 +47,7 @@ def search_sections(query: str, folder: Path = DOCS_FOLDER, limit: int = 3) -> s
     return "\n\n".join(f"[{title}]\n{body}" for title, body in hits)
 
 
+@read_only
 def search_docs(query: str) -> str:
     """Search the shop's documents (returns, shipping, support hours, warranty, membership,
     product care) and return the best-matching passages."""

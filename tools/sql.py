@@ -3,6 +3,8 @@
 import sqlite3
 from pathlib import Path
 
+from expressway.toolbox import read_only
+
 DEMO_DATABASE = Path(__file__).parent / "data" / "demo.db"
 _MAX_ROWS = 50
 # Only reads are authorized; everything else (writes, ATTACH, PRAGMA changes) is denied.
@@ -45,6 +47,7 @@ def run_query(query: str, database: Path = DEMO_DATABASE) -> str:
     return "\n".join(lines)
 
 
+@read_only
 def sql_query(query: str) -> str:
     """Run one read-only SQLite SELECT over the shop database and return the rows.
 

@@ -5,8 +5,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from app.embedded import start_server
 from bench.harness import free_port
-from expressway.embedded import start_server
 
 
 @pytest.fixture(scope="session")

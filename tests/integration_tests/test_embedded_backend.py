@@ -9,10 +9,11 @@ import time
 
 import pytest
 
+from app.embedded import served_model_names
 from bench.harness import langgraph_dev
 from expressway.context import Context
-from expressway.embedded import served_model_names, serving_models
 from expressway.events import iter_events
+from expressway.models import serving_models
 from graphs.agent import build_graph, graph
 from tools import DEFAULT_TOOLS
 
@@ -97,7 +98,7 @@ async def test_naive_baseline_gets_forced_tool_calls_and_an_answer(embedded_port
 
 def test_cli_ask_streams_json_events(embedded_port: int) -> None:
     completed = subprocess.run(
-        [sys.executable, "-m", "expressway.cli", "ask", "--json", "What is 17 * 23?"],
+        [sys.executable, "-m", "app.cli", "ask", "--json", "What is 17 * 23?"],
         capture_output=True,
         text=True,
         timeout=300,

@@ -74,8 +74,8 @@ def test_naive_agent_calls_tools_one_per_turn_in_order_with_real_results() -> No
 
 
 def test_every_workload_plan_is_valid_for_the_real_tools() -> None:
+    from expressway.toolbox import as_tools
     from nodes.planner import PlanValidator
-    from nodes.task_runner import as_tools
 
     tools = {tool.name: tool for tool in as_tools(workload_tools(0.0, 0.0))}
     for question in QUESTIONS:

