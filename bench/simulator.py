@@ -31,6 +31,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 CHARS_PER_TOKEN = 4
+PREFIX_BLOCK_TOKENS = 16  # vLLM's default KV cache block size
 # Tokens of about CHARS_PER_TOKEN characters, as BPE tokenizers produce for English and JSON.
 _TOKEN = re.compile(rf"\s?[^\s]{{1,{CHARS_PER_TOKEN}}}|\s+")
 
@@ -105,8 +106,12 @@ class FixedResponder:
         return " ".join(f"word{i}" for i in range(self.answer_tokens)) + "."
 
 
-def _prompt_text(request: dict[str, Any]) -> list[str]:
-    return [str(message.get("content", "")) for message in request.get("messages", [])]
+def _prompt_text(request: dict[str, Any]) -> str:
+    """The prompt as a chat template renders it: each message's role, then its content."""
+    return "".join(
+        f"<{message.get('role', '')}>\n{message.get('content') or ''}\n"
+        for message in request.get("messages", [])
+    )
 
 
 class SimulatedBackend:
@@ -143,18 +148,21 @@ class SimulatedBackend:
         return self.model_profiles.get(request.get("model", ""), self.profile)
 
     def prefill_s(self, request: dict[str, Any]) -> float:
-        """Seconds to prefill the prompt's uncached part; message-aligned prefixes are cached."""
-        uncached, digest = 0, hashlib.sha256()
-        for text in _prompt_text(request):
-            digest.update(text.encode())
+        """Seconds to prefill the prompt's uncached part. As vLLM's prefix caching: the prompt's
+        tokens are cut into blocks of PREFIX_BLOCK_TOKENS, a block is cached when it and every
+        block before it were seen, and only full blocks are kept, so two prompts share the
+        blocks of their common beginning whatever their message boundaries."""
+        tokens = _TOKEN.findall(_prompt_text(request))
+        digest, uncached = hashlib.sha256(), len(tokens)
+        self.stats.prompt_tokens += len(tokens)
+        caching = self.profile_for(request).prefix_cache
+        for start in range(0, len(tokens) - PREFIX_BLOCK_TOKENS + 1, PREFIX_BLOCK_TOKENS):
+            digest.update("".join(tokens[start : start + PREFIX_BLOCK_TOKENS]).encode())
             key = digest.hexdigest()
-            tokens = max(1, len(text) // CHARS_PER_TOKEN)
-            self.stats.prompt_tokens += tokens
-            if self.profile_for(request).prefix_cache and key in self._cached_prefixes:
-                self.stats.cached_prompt_tokens += tokens
-            else:
-                uncached += tokens
-                self._cached_prefixes.add(key)
+            if caching and key in self._cached_prefixes and uncached == len(tokens) - start:
+                self.stats.cached_prompt_tokens += PREFIX_BLOCK_TOKENS
+                uncached -= PREFIX_BLOCK_TOKENS
+            self._cached_prefixes.add(key)
         return uncached / self.profile_for(request).prefill_tokens_per_s
 
     async def _models(self, _: Request) -> JSONResponse:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.simulator import ToolCallReply
+from nodes.planner import encode_plan
 from tools import DEFAULT_TOOLS
 
 Call = tuple[str, dict[str, Any], list[int]]  # tool, args, deps
@@ -27,11 +28,8 @@ class Question:
     answer: str
 
     def plan_json(self) -> str:
-        tasks = [
-            {"id": i, "tool": tool, "args": args, "deps": deps}
-            for i, (tool, args, deps) in enumerate(self.calls, start=1)
-        ]
-        return json.dumps({"tasks": tasks})
+        """The plan a competent planner writes (dependencies are the "$N" references)."""
+        return encode_plan([(tool, args) for tool, args, _ in self.calls])
 
 
 def _sql(query: str, deps: list[int] | None = None) -> Call:

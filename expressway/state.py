@@ -29,6 +29,9 @@ class Route:
     max_tokens: int
     model: str = ""
     escalated: bool = False
+    # The request is answered from tool results (a lookup): the plan must call at least one tool,
+    # and without a usable result the answer says so instead of guessing.
+    require_tools: bool = False
 
 
 def call_key(tool: str, args: dict[str, Any]) -> str:

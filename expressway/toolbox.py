@@ -7,8 +7,10 @@ from typing import Any, TypeVar
 from langchain_core.language_models import BaseChatModel
 from langchain_core.tools import BaseTool
 from langchain_core.tools import tool as as_tool
+from langchain_core.utils.function_calling import convert_to_openai_tool
 
 READ_ONLY = "read_only"
+PLAN_EXAMPLES = "plan_examples"
 # MCP servers declare the same thing as a tool annotation; langchain-mcp-adapters puts the
 # annotations in the tool's metadata.
 MCP_READ_ONLY = "readOnlyHint"
@@ -33,9 +35,42 @@ def is_read_only(tool: BaseTool) -> bool:
     return metadata.get(READ_ONLY) is True or metadata.get(MCP_READ_ONLY) is True
 
 
+def example(question: str, **arguments: Any) -> Callable[[ToolLike], ToolLike]:
+    """Show the planner a question this tool answers and the arguments it takes for it:
+    `@example("Is LH400 on time?", flight_number="LH400")`. Stack it for several. Optional:
+    tools without examples get one derived from their description and argument schema."""
+
+    def attach(tool: ToolLike) -> ToolLike:
+        if isinstance(tool, BaseTool):
+            metadata = tool.metadata or {}
+            tool.metadata = {
+                **metadata,
+                PLAN_EXAMPLES: [*metadata.get(PLAN_EXAMPLES, []), (question, arguments)],
+            }
+        else:
+            setattr(
+                tool,
+                f"__{PLAN_EXAMPLES}__",
+                [*getattr(tool, f"__{PLAN_EXAMPLES}__", []), (question, arguments)],
+            )
+        return tool
+
+    return attach
+
+
+def tool_examples(tool: BaseTool) -> list[tuple[str, dict[str, Any]]]:
+    """The (question, arguments) examples a tool was given with `example`."""
+    return list((tool.metadata or {}).get(PLAN_EXAMPLES, []))
+
+
+def tool_parameters(tool: BaseTool) -> dict[str, Any]:
+    """The JSON schema of a tool's arguments, as the model sees it."""
+    return convert_to_openai_tool(tool)["function"]["parameters"]
+
+
 def as_tools(functions: Iterable[Callable[..., Any] | BaseTool]) -> list[BaseTool]:
     """Wrap plain functions (sync or async; the docstring is the description) as LangChain tools,
-    carrying the read-only flag into the tool's metadata."""
+    carrying the read-only flag and plan examples into the tool's metadata."""
     tools = []
     for function in functions:
         if isinstance(function, BaseTool):
@@ -44,6 +79,9 @@ def as_tools(functions: Iterable[Callable[..., Any] | BaseTool]) -> list[BaseToo
         wrapped = as_tool(function)
         if getattr(function, f"__{READ_ONLY}__", False):
             read_only(wrapped)
+        # Decorators apply bottom-up; keep the examples in the order they are written.
+        for question, arguments in reversed(getattr(function, f"__{PLAN_EXAMPLES}__", [])):
+            example(question, **arguments)(wrapped)
         tools.append(wrapped)
     return tools
 

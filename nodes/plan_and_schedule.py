@@ -38,7 +38,14 @@ async def plan_and_schedule(
     model = tier_model(context, route.tier, toolbox.models)
     errors: list[str] = []
     try:
-        plan = stream_plan(model, messages, toolbox.tools, context.max_plan_tasks, id_offset)
+        plan = stream_plan(
+            model,
+            messages,
+            toolbox.tools,
+            context.max_plan_tasks,
+            id_offset,
+            min_tasks=int(route.require_tools),
+        )
         async for task in announce_plan(plan, state.started_at, errors):
             runner.submit(task)
         plan_finished = now()

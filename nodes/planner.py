@@ -10,25 +10,25 @@ import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.tools import BaseTool
-from langchain_core.utils.function_calling import convert_to_openai_tool
 from openai import LengthFinishReasonError
-from rank_bm25 import BM25Okapi
 
 from expressway.events import emit
 from expressway.models import raise_if_cancelled
 from expressway.state import REFERENCE, PlannedTask, TaskResult, call_key
-from nodes.prompts import PLAN_EXAMPLES, PLANNER_SYSTEM, REPLAN_NOTE
+from expressway.toolbox import tool_parameters
+from nodes.prompts import FITTING_TOOLS_NOTE, PLANNER_SYSTEM, REPLAN_NOTE
+from nodes.tool_choice import tool_catalog
 
 MAX_REPEATS = 2  # consecutive repeated tasks after which the rest of a plan is not read
 # A task is ~20-40 tokens; the budget bounds a plan whose strings run on (a small model's do),
 # which would otherwise generate up to the context limit: minutes on a CPU.
 TOKENS_PER_TASK = 64
+PLAN_KEY = "plan"
 _WORD = re.compile(r"\w+")
 
 
@@ -40,23 +40,17 @@ class PlanError(ValueError):
         self.task_id = task_id
 
 
-def tool_parameters(tool: BaseTool) -> dict[str, Any]:
-    """The JSON schema of a tool's arguments, as the model sees it."""
-    return convert_to_openai_tool(tool)["function"]["parameters"]
-
-
-def plan_json_schema(tools: Sequence[BaseTool], max_tasks: int) -> dict[str, Any]:
-    """A schema whose every task names a real tool with that tool's own argument schema."""
-    task_schemas = [
+def plan_json_schema(
+    tools: Sequence[BaseTool], max_tasks: int, min_tasks: int = 0
+) -> dict[str, Any]:
+    """A schema whose every step is {"<tool>": {<that tool's arguments>}}: the tool's name is the
+    step's only key, so a step costs about half the tokens of {"id", "tool", "args", "deps"}; the
+    id is the step's position and its dependencies are the "$N" references in its arguments."""
+    steps = [
         {
             "type": "object",
-            "properties": {
-                "id": {"type": "integer"},
-                "tool": {"const": tool.name},
-                "args": {**tool_parameters(tool), "additionalProperties": False},
-                "deps": {"type": "array", "items": {"type": "integer"}},
-            },
-            "required": ["id", "tool", "args", "deps"],
+            "properties": {tool.name: {**tool_parameters(tool), "additionalProperties": False}},
+            "required": [tool.name],
             "additionalProperties": False,
         }
         for tool in tools
@@ -64,37 +58,48 @@ def plan_json_schema(tools: Sequence[BaseTool], max_tasks: int) -> dict[str, Any
     return {
         "type": "object",
         "properties": {
-            "tasks": {"type": "array", "maxItems": max_tasks, "items": {"anyOf": task_schemas}}
+            PLAN_KEY: {
+                "type": "array",
+                "minItems": min_tasks,
+                "maxItems": max_tasks,
+                "items": {"anyOf": steps},
+            }
         },
-        "required": ["tasks"],
+        "required": [PLAN_KEY],
         "additionalProperties": False,
     }
 
 
+def encode_plan(steps: Sequence[tuple[str, dict[str, Any]]]) -> str:
+    """The plan text the model writes for `steps` of (tool, args), in the schema's compact form."""
+    return json.dumps({PLAN_KEY: [{tool: args} for tool, args in steps]}, separators=(",", ":"))
+
+
+def _type_text(schema: dict[str, Any]) -> str:
+    """A parameter's type as a small model reads it best: its choices, or its JSON type."""
+    if "enum" in schema:
+        return " | ".join(json.dumps(choice) for choice in schema["enum"])
+    if "anyOf" in schema:
+        return " | ".join(_type_text(option) for option in schema["anyOf"])
+    return {"string": "text", "integer": "int", "number": "number", "boolean": "true/false"}.get(
+        schema.get("type", ""), schema.get("type", "value")
+    )
+
+
 def describe_tools(tools: Sequence[BaseTool]) -> str:
+    """One line per tool: its signature with types, choices and defaults, and its description."""
     lines = []
     for tool in tools:
-        arguments = ", ".join(tool_parameters(tool).get("properties", {}))
-        lines.append(f"- {tool.name}({arguments}): {' '.join(tool.description.split())}")
+        schema = tool_parameters(tool)
+        required = set(schema.get("required", []))
+        arguments = []
+        for name, spec in schema.get("properties", {}).items():
+            argument = f"{name}: {_type_text(spec)}"
+            if name not in required and "default" in spec:
+                argument += f" = {json.dumps(spec['default'])}"
+            arguments.append(argument)
+        lines.append(f"- {tool.name}({', '.join(arguments)}): {' '.join(tool.description.split())}")
     return "\n".join(lines)
-
-
-@lru_cache(maxsize=1)
-def _example_index() -> BM25Okapi:
-    return BM25Okapi([_WORD.findall(question.lower()) for question, _ in PLAN_EXAMPLES])
-
-
-def similar_examples(question: str, tool_names: set[str], count: int = 2) -> list[tuple[str, str]]:
-    """The example plans most similar to `question` that use only the available tools."""
-    scores = _example_index().get_scores(_WORD.findall(question.lower()))
-    ranked = sorted(range(len(PLAN_EXAMPLES)), key=lambda i: scores[i], reverse=True)
-    usable = [
-        PLAN_EXAMPLES[i]
-        for i in ranked
-        if {task["tool"] for task in json.loads(PLAN_EXAMPLES[i][1])["tasks"]} <= tool_names
-    ]
-    # Most similar last: small models lean on the example nearest the question.
-    return list(reversed(usable[:count]))
 
 
 def planner_messages(
@@ -103,16 +108,21 @@ def planner_messages(
     previous: Sequence[TaskResult] = (),
     problems: Sequence[str] = (),
 ) -> list[BaseMessage]:
-    """Static system prompt (the server's prefix cache reuses it), similar examples, question."""
+    """Static system prompt (the server's prefix cache reuses it), examples for the question
+    (nodes/tool_choice.py), then the question with the tools that fit it best named under it."""
     messages: list[BaseMessage] = [
         SystemMessage(PLANNER_SYSTEM.format(tool_descriptions=describe_tools(tools)))
     ]
-    for example_question, example_plan in similar_examples(question, {t.name for t in tools}):
-        messages += [HumanMessage(example_question), AIMessage(example_plan)]
+    catalog = tool_catalog(tools)
+    fitting = catalog.fitting(question)
+    for example_question, steps in catalog.examples(question, fitting):
+        messages += [HumanMessage(example_question), AIMessage(encode_plan(steps))]
+    hint = FITTING_TOOLS_NOTE.format(tools=", ".join(tool.name for tool in fitting))
+    question = f"{question}\n{hint}"
     if problems or previous:
         note = REPLAN_NOTE.format(
             problems="\n".join(f"- {problem}" for problem in problems) or "- none",
-            results="\n".join(f"- task {r.id} {r.tool}: {r.output}" for r in previous) or "- none",
+            results="\n".join(f"- step {r.id} {r.tool}: {r.output}" for r in previous) or "- none",
         )
         question = f"{question}\n\n{note}"
     messages.append(HumanMessage(question))
@@ -120,11 +130,11 @@ def planner_messages(
 
 
 class DuplicateTaskError(PlanError):
-    """A task repeats an earlier task of the same plan (small models can loop on one call)."""
+    """A step repeats an earlier step of the same plan (small models can loop on one call)."""
 
 
 class TaskStreamParser:
-    """Incremental scanner over the plan's JSON text: returns each object of the "tasks" array as
+    """Incremental scanner over the plan's JSON text: returns each step of the plan's array as
     soon as its closing brace arrives, without waiting for the rest of the plan."""
 
     def __init__(self) -> None:
@@ -136,8 +146,9 @@ class TaskStreamParser:
         self._length = 0
         self.text = ""
 
-    def feed(self, chunk: str) -> list[dict[str, Any]]:
-        complete: list[dict[str, Any]] = []
+    def feed(self, chunk: str) -> list[str]:
+        """The text of each step whose closing brace is in `chunk`."""
+        complete: list[str] = []
         for char in chunk:
             self._buffer.append(char)
             self._length += 1
@@ -153,19 +164,13 @@ class TaskStreamParser:
                 self._in_string = True
             elif char in "{[":
                 self._depth += 1
-                # Depth 3 is a task object: {"tasks": [ {...} ]}
+                # Depth 3 is a step object: {"plan": [ {...} ]}
                 if char == "{" and self._depth == 3:
                     self._task_start = self._length - 1
             elif char in "}]":
                 if char == "}" and self._depth == 3 and self._task_start is not None:
-                    text = "".join(self._buffer[self._task_start :])
+                    complete.append("".join(self._buffer[self._task_start :]))
                     self._task_start = None
-                    try:
-                        complete.append(json.loads(text))
-                    except json.JSONDecodeError as error:
-                        raise PlanError(
-                            f"task is not valid JSON ({error}): {text[:200]}"
-                        ) from error
                 self._depth -= 1
         self.text = "".join(self._buffer)
         return complete
@@ -179,68 +184,80 @@ class TaskStreamParser:
                 f"the plan is not complete JSON ({error.msg} at character {error.pos}); "
                 f"it may have been cut off by the token limit: {self.text[-120:]!r}"
             ) from error
-        if not isinstance(plan, dict) or not isinstance(plan.get("tasks"), list):
-            raise PlanError(f'the plan must be {{"tasks": [...]}}, got: {self.text[:120]!r}')
+        if not isinstance(plan, dict) or not isinstance(plan.get(PLAN_KEY), list):
+            raise PlanError(f'the plan must be {{"{PLAN_KEY}": [...]}}, got: {self.text[:120]!r}')
 
 
 @dataclass
 class PlanValidator:
-    """Checks each streamed task against the tools and the tasks seen before it."""
+    """Checks each streamed step against the tools and the steps seen before it."""
 
     tools: dict[str, BaseTool]
     max_tasks: int
+    steps: int = 0
     seen: set[int] = field(default_factory=set)
     calls: dict[str, int] = field(default_factory=dict)
 
-    def check(self, raw: dict[str, Any]) -> PlannedTask:
-        task_id, tool_name = raw.get("id"), raw.get("tool")
-        args, deps = raw.get("args", {}), raw.get("deps", [])
-        if not isinstance(task_id, int) or isinstance(task_id, bool):
-            raise PlanError(f"task {raw!r} has no integer id")
-        if task_id in self.seen:
-            raise PlanError(f"task {task_id}: the id is used twice")
+    def check(self, text: str) -> PlannedTask:
+        """Validate the plan's next step (its JSON text); its id is its position (1, 2, ...)."""
+        self.steps += 1
+        task_id = self.steps
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise PlanError(
+                f"step {task_id} is not valid JSON ({error}): {text[:200]}", task_id
+            ) from error
+        if not isinstance(raw, dict) or len(raw) != 1:
+            raise PlanError(
+                f'step {task_id} must be {{"<tool>": {{<arguments>}}}}, got: {text[:120]}',
+                task_id,
+            )
+        [(tool_name, args)] = raw.items()
         if len(self.seen) >= self.max_tasks:
             raise PlanError(
-                f"task {task_id}: a plan may have at most {self.max_tasks} tasks "
+                f"step {task_id}: a plan may have at most {self.max_tasks} steps "
                 "(EXPRESSWAY_MAX_PLAN_TASKS)",
                 task_id,
             )
         if tool_name not in self.tools:
             raise PlanError(
-                f"task {task_id}: unknown tool {tool_name!r}; available: {', '.join(self.tools)}",
+                f"step {task_id}: unknown tool {tool_name!r}; available: {', '.join(self.tools)}",
                 task_id,
             )
-        if not isinstance(args, dict) or not isinstance(deps, list):
-            raise PlanError(f"task {task_id}: args must be an object and deps a list", task_id)
+        if not isinstance(args, dict):
+            raise PlanError(
+                f"step {task_id}: the arguments of {tool_name} must be an object", task_id
+            )
         schema = tool_parameters(self.tools[tool_name])
         unknown = set(args) - set(schema.get("properties", {}))
         missing = set(schema.get("required", [])) - set(args)
         if unknown or missing:
             raise PlanError(
-                f"task {task_id}: bad arguments for {tool_name}: "
+                f"step {task_id}: bad arguments for {tool_name}: "
                 f"unknown {sorted(unknown)}, missing {sorted(missing)}",
                 task_id,
             )
-        referenced = {int(n) for value in args.values() for n in REFERENCE.findall(str(value))}
-        for dep in {*deps, *referenced}:
+        deps = {int(n) for value in args.values() for n in REFERENCE.findall(str(value))}
+        for dep in deps:
             if dep == task_id:
-                raise PlanError(f"task {task_id}: depends on itself (a cycle)", task_id)
+                raise PlanError(f"step {task_id}: uses its own result (a cycle)", task_id)
             if dep not in self.seen:
                 raise PlanError(
-                    f"task {task_id}: depends on task {dep}, which is not an earlier task "
-                    "(missing, or a cycle)",
+                    f"step {task_id}: uses the result of step {dep}, which is not a valid "
+                    "earlier step",
                     task_id,
                 )
         call = call_key(tool_name, args)
         if call in self.calls:
             raise DuplicateTaskError(
-                f"task {task_id}: repeats task {self.calls[call]} ({tool_name} with the same "
+                f"step {task_id}: repeats step {self.calls[call]} ({tool_name} with the same "
                 "arguments)",
                 task_id,
             )
         self.seen.add(task_id)
         self.calls[call] = task_id
-        return PlannedTask(id=task_id, tool=tool_name, args=args, deps=sorted({*deps, *referenced}))
+        return PlannedTask(id=task_id, tool=tool_name, args=args, deps=sorted(deps))
 
 
 def offset_task(task: PlannedTask, offset: int) -> PlannedTask:
@@ -262,13 +279,15 @@ async def stream_plan(
     tools: Sequence[BaseTool],
     max_tasks: int,
     id_offset: int = 0,
+    min_tasks: int = 0,
 ) -> AsyncIterator[PlannedTask | PlanError]:
-    """Yield each valid task as soon as the model has written it, and a PlanError for each invalid
-    task (or a plan that is not valid JSON). The model numbers tasks from 1; on a replan they are
+    """Yield each valid step as soon as the model has written it, and a PlanError for each invalid
+    step (or a plan that is not valid JSON). Steps are numbered from 1; on a replan they are
     renumbered after `id_offset` so they never collide with earlier results. A plan that keeps
-    repeating a task is cut off rather than read to its token limit, and a plan's tokens are
-    bounded by `max_tasks`."""
-    schema, max_tokens = plan_json_schema(tools, max_tasks), TOKENS_PER_TASK * max_tasks
+    repeating a step is cut off rather than read to its token limit, and a plan's tokens are
+    bounded by `max_tasks`. `min_tasks` > 0 makes the schema require that many steps."""
+    schema = plan_json_schema(tools, max_tasks, min_tasks)
+    max_tokens = TOKENS_PER_TASK * max_tasks
     structured = model.bind(
         response_format={"type": "json_schema", "json_schema": {"name": "plan", "schema": schema}},
         max_tokens=max_tokens,
@@ -280,20 +299,15 @@ async def stream_plan(
     async with aclosing(structured.astream(messages)) as chunks:
         try:
             async for chunk in chunks:
-                try:
-                    raw_tasks = parser.feed(chunk.text)
-                except PlanError as error:
-                    yield error
-                    continue
-                for raw in raw_tasks:
+                for step in parser.feed(chunk.text):
                     try:
-                        task = validator.check(raw)
+                        task = validator.check(step)
                     except DuplicateTaskError as error:
                         repeats += 1
                         yield error
                         if repeats >= MAX_REPEATS:
                             yield PlanError(
-                                f"the planner repeated {repeats} tasks; stopped reading"
+                                f"the planner repeated {repeats} steps; stopped reading"
                             )
                             return
                         continue
@@ -305,7 +319,7 @@ async def stream_plan(
         except LengthFinishReasonError:  # raised by the OpenAI client once the stream has ended
             yield PlanError(
                 f"the plan reached its {max_tokens}-token limit before it closed; "
-                "the tasks read before it run"
+                "the steps read before it run"
             )
             return
     raise_if_cancelled()

@@ -37,7 +37,13 @@ async def propose_tool_calls(
     messages = planner_messages(last_question(state), toolbox.tools)
     errors: list[str] = []
     try:
-        plan = stream_plan(model, messages, toolbox.tools, context.max_plan_tasks)
+        plan = stream_plan(
+            model,
+            messages,
+            toolbox.tools,
+            context.max_plan_tasks,
+            min_tasks=int(route.require_tools),
+        )
         calls = [
             task
             async for task in announce_plan(plan, state.started_at, errors, independent_only=True)

@@ -63,4 +63,5 @@ def classify(text: str, table_path: Path = DEFAULT_TABLE, model_path: Path = MOD
         max_tokens=route.max_tokens,
         model=route.model,
         escalated=escalated,
+        require_tools=route.require_tools,
     )

@@ -25,6 +25,7 @@ class TaskRoute:
     use_tools: bool
     max_tokens: int
     model: str = ""
+    require_tools: bool = False
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,10 @@ from bench.harness import REPO_ROOT, free_port
 from bench.scripted_model import ScriptedChatModel
 from expressway.context import Context
 from graphs.agent import build_graph
+from nodes.planner import encode_plan
 from tools import DEFAULT_TOOLS
 
-PLAN = (
-    '{"tasks": [{"id": 1, "tool": "sql_query", '
-    '"args": {"query": "SELECT COUNT(*) FROM orders"}, "deps": []}]}'
-)
+PLAN = encode_plan([("sql_query", {"query": "SELECT COUNT(*) FROM orders"})])
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 stream matching the in-process one."""
 
 import asyncio
-import json
 import os
 
 import pytest
@@ -17,15 +16,11 @@ from bench.simulator import (
 )
 from expressway.events import iter_events
 from graphs.agent import build_graph, graph
+from nodes.planner import encode_plan
 from routers.table import load_routing_table
 
-PLAN = json.dumps(
-    {
-        "tasks": [
-            {"id": 1, "tool": "current_time", "args": {"timezone": "Tokyo"}, "deps": []},
-            {"id": 2, "tool": "calculator", "args": {"expression": "17 * 23"}, "deps": []},
-        ]
-    }
+PLAN = encode_plan(
+    [("current_time", {"timezone": "Tokyo"}), ("calculator", {"expression": "17 * 23"})]
 )
 
 
@@ -104,7 +99,7 @@ async def test_consumer_disconnect_cancels_running_tools() -> None:
             raise
         return key
 
-    plan = '{"tasks": [{"id": 1, "tool": "slow_lookup", "args": {"key": "a"}, "deps": []}]}'
+    plan = encode_plan([("slow_lookup", {"key": "a"})])
     backend = SimulatedBackend(
         responder=lambda request: plan if "response_format" in request else "x"
     )

@@ -10,10 +10,11 @@ from bench.scripted_model import ScriptedChatModel
 from expressway.context import Context
 from expressway.events import iter_events
 from graphs.agent import build_graph
+from nodes.planner import encode_plan
 
 
 def _plan(tool: str, args: dict) -> str:
-    return json.dumps({"tasks": [{"id": 1, "tool": tool, "args": args, "deps": []}]})
+    return encode_plan([(tool, args)])
 
 
 async def _events(graph, question: str, **context) -> list[dict]:
@@ -45,14 +46,7 @@ def wipe_database(confirm: bool) -> str:
 
 @pytest.mark.reliability("tools")
 async def test_huge_and_non_serializable_results_are_clipped_and_described() -> None:
-    plan = json.dumps(
-        {
-            "tasks": [
-                {"id": 1, "tool": "huge", "args": {}, "deps": []},
-                {"id": 2, "tool": "opaque", "args": {}, "deps": []},
-            ]
-        }
-    )
+    plan = encode_plan([("huge", {}), ("opaque", {})])
     model = ScriptedChatModel(plans=[plan], answer="done")
     graph = build_graph(tools=[huge, opaque], models={"fast": model, "frontier": model})
     result = await graph.ainvoke(
@@ -71,14 +65,7 @@ def flaky() -> str:
 
 @pytest.mark.reliability("tools")
 async def test_injected_instructions_cannot_reach_a_tool_outside_the_allow_list() -> None:
-    first = json.dumps(
-        {
-            "tasks": [
-                {"id": 1, "tool": "hostile", "args": {}, "deps": []},
-                {"id": 2, "tool": "flaky", "args": {}, "deps": []},
-            ]
-        }
-    )
+    first = encode_plan([("hostile", {}), ("flaky", {})])
     fooled = _plan("wipe_database", {"confirm": True})  # what a planner fooled by task 1 emits
     model = ScriptedChatModel(plans=[first, fooled], answer="done")
     graph = build_graph(tools=[hostile, flaky], models={"fast": model, "frontier": model})
@@ -101,7 +88,7 @@ async def test_injected_instructions_cannot_reach_a_tool_outside_the_allow_list(
 )
 @pytest.mark.reliability("input")
 async def test_binary_looking_and_mixed_script_questions_complete(question: str) -> None:
-    model = ScriptedChatModel(plans=['{"tasks": []}'], answer="I can't tell from that.")
+    model = ScriptedChatModel(plans=[encode_plan([])], answer="I can't tell from that.")
     graph = build_graph(tools=[hostile], models={"fast": model, "frontier": model})
     events = await _events(graph, question)
     assert events[-1]["type"] == "run.finished"

@@ -1,7 +1,6 @@
 """The simulated backend keeps its timing promises, and the naive baseline is a correct agent."""
 
 import asyncio
-import json
 import time
 from itertools import pairwise
 
@@ -40,15 +39,24 @@ def test_simulator_honours_ttft_and_inter_token_latency() -> None:
     assert len(arrivals) > 10
 
 
-def test_simulator_prefix_cache_makes_a_repeated_prompt_prefill_faster() -> None:
-    profile = LatencyProfile(ttft_s=0.0, prefill_tokens_per_s=20_000)
-    backend = SimulatedBackend(FixedResponder(answer_tokens=1), profile)
-    long_prompt = "shared system prompt " * 2000  # ~10k tokens: 0.5 s of prefill when uncached
-    with RunningSimulator(backend) as simulator:
-        cold = _stream_arrivals(simulator.base_url, content=long_prompt)[0]
-        warm = _stream_arrivals(simulator.base_url, content=long_prompt)[0]
-    assert cold >= 0.5 > warm
-    assert backend.stats.cached_prompt_tokens > 0
+def test_simulator_prefix_cache_reuses_the_blocks_a_longer_prompt_shares() -> None:
+    backend = SimulatedBackend(profile=LatencyProfile(prefill_tokens_per_s=1000))
+
+    def request(*contents: str) -> dict:
+        return {"model": "fast", "messages": [{"role": "user", "content": c} for c in contents]}
+
+    question = "What is the status of orders 1002 and 1007, and when were they placed? " * 4
+    cold = backend.prefill_s(request(question))
+    assert backend.stats.cached_prompt_tokens == 0
+    # The same beginning inside a longer last message (an answer prompt with tool results added):
+    # every full block before the first difference is reused, as in vLLM.
+    warm = backend.prefill_s(request(question + "Tool results: order 1002 shipped."))
+    assert 0 < backend.stats.cached_prompt_tokens <= len(question) // 4
+    assert warm < cold / 2
+    # A different beginning shares nothing.
+    before = backend.stats.cached_prompt_tokens
+    backend.prefill_s(request("Other question. " + question))
+    assert backend.stats.cached_prompt_tokens == before
 
 
 def test_simulator_uses_the_profile_of_the_requested_model() -> None:
@@ -75,13 +83,15 @@ def test_naive_agent_calls_tools_one_per_turn_in_order_with_real_results() -> No
 
 def test_every_workload_plan_is_valid_for_the_real_tools() -> None:
     from expressway.toolbox import as_tools
-    from nodes.planner import PlanValidator
+    from nodes.planner import PlanValidator, TaskStreamParser
 
     tools = {tool.name: tool for tool in as_tools(workload_tools(0.0, 0.0))}
     for question in QUESTIONS:
-        validator = PlanValidator(tools=tools, seen=set(), max_tasks=16)
-        for task in json.loads(question.plan_json())["tasks"]:
-            validator.check(task)
+        validator = PlanValidator(tools=tools, max_tasks=16)
+        parser = TaskStreamParser()
+        steps = parser.feed(question.plan_json())
+        parser.finish()
+        assert [validator.check(step).tool for step in steps] == [c[0] for c in question.calls]
     assert len(QUESTIONS) >= 20
 
 

@@ -10,12 +10,10 @@ from bench.scripted_model import ScriptedChatModel
 from expressway.context import Context
 from expressway.events import iter_events
 from graphs.agent import build_graph
+from nodes.planner import encode_plan
 from tools import DEFAULT_TOOLS
 
-TWO_LOOKUPS = (
-    '{"tasks": [{"id": 1, "tool": "slow_lookup", "args": {"key": "a"}, "deps": []}, '
-    '{"id": 2, "tool": "slow_lookup", "args": {"key": "b"}, "deps": []}]}'
-)
+TWO_LOOKUPS = encode_plan([("slow_lookup", {"key": "a"}), ("slow_lookup", {"key": "b"})])
 
 
 def slow_lookup(key: str) -> str:
@@ -101,8 +99,8 @@ async def test_parallel_calls_mode_fans_out_and_answers_in_call_order() -> None:
 
 @pytest.mark.reliability("model output")
 async def test_invalid_plan_is_replanned_once_then_answered() -> None:
-    bad = '{"tasks": [{"id": 1, "tool": "format_disk", "args": {}, "deps": []}]}'
-    good = '{"tasks": [{"id": 2, "tool": "slow_lookup", "args": {"key": "a"}, "deps": []}]}'
+    bad = encode_plan([("format_disk", {})])
+    good = encode_plan([("slow_lookup", {"key": "a"})])
     model = ScriptedChatModel(plans=[bad, good], answer="ok")
     events = await _events(_graph(model), "What is the status of order a?")
     types = [event["type"] for event in events]
@@ -114,7 +112,7 @@ async def test_invalid_plan_is_replanned_once_then_answered() -> None:
 
 @pytest.mark.reliability("model output")
 async def test_replans_are_bounded() -> None:
-    bad = '{"tasks": [{"id": 1, "tool": "format_disk", "args": {}, "deps": []}]}'
+    bad = encode_plan([("format_disk", {})])
     model = ScriptedChatModel(plans=[bad], answer="I could not plan that.")
     events = await _events(_graph(model), "What is the status of order a?", max_replans=2)
     assert sum(1 for call in model.calls if call["plan"]) == 3

@@ -8,14 +8,23 @@ import pytest
 from bench.scripted_model import ScriptedChatModel
 from expressway.state import PlannedTask
 from expressway.toolbox import as_tools
-from nodes.planner import PlanError, PlanValidator, TaskStreamParser, plan_json_schema, stream_plan
+from nodes.planner import (
+    PlanError,
+    PlanValidator,
+    TaskStreamParser,
+    encode_plan,
+    plan_json_schema,
+    stream_plan,
+)
 from tools import DEFAULT_TOOLS
 
 TOOLS = as_tools(DEFAULT_TOOLS)
-PLAN = (
-    '{"tasks": [{"id": 1, "tool": "current_time", "args": {"timezone": "Tokyo"}, "deps": []}, '
-    '{"id": 2, "tool": "sql_query", "args": {"query": "SELECT \\"}\\" FROM x"}, "deps": []}, '
-    '{"id": 3, "tool": "calculator", "args": {"expression": "$2 * 2"}, "deps": [2]}]}'
+PLAN = encode_plan(
+    [
+        ("current_time", {"timezone": "Tokyo"}),
+        ("sql_query", {"query": 'SELECT "}" FROM x'}),
+        ("calculator", {"expression": "$2 * 2"}),
+    ]
 )
 
 
@@ -23,12 +32,12 @@ def test_parser_yields_each_task_the_moment_its_brace_closes() -> None:
     parser = TaskStreamParser()
     arrivals = []
     for position, char in enumerate(PLAN):
-        for task in parser.feed(char):
-            arrivals.append((position, task["id"]))
+        for step in parser.feed(char):
+            arrivals.append((position, next(iter(json.loads(step)))))
     parser.finish()
-    assert [task_id for _, task_id in arrivals] == [1, 2, 3]
-    task_1_closes = PLAN.index('"deps": []}') + len('"deps": []}') - 1
-    assert arrivals[0][0] == task_1_closes
+    assert [tool for _, tool in arrivals] == ["current_time", "sql_query", "calculator"]
+    step_1_closes = PLAN.index('"Tokyo"}}') + len('"Tokyo"}}') - 1
+    assert arrivals[0][0] == step_1_closes
 
 
 @pytest.mark.reliability("model output")
@@ -40,92 +49,98 @@ def test_parser_reports_a_cut_off_plan() -> None:
 
 
 def _validator() -> PlanValidator:
-    return PlanValidator(tools={tool.name: tool for tool in TOOLS}, seen=set(), max_tasks=8)
+    return PlanValidator(tools={tool.name: tool for tool in TOOLS}, max_tasks=8)
+
+
+def _step(tool: str, args: object) -> str:
+    return json.dumps({tool: args})
 
 
 @pytest.mark.parametrize(
-    ("task", "message"),
+    ("step", "message"),
     [
-        ({"id": 1, "tool": "rm_rf", "args": {}, "deps": []}, "unknown tool"),
-        ({"id": 1, "tool": "calculator", "args": {"expr": "1"}, "deps": []}, "bad arguments"),
-        ({"id": 1, "tool": "calculator", "args": {}, "deps": []}, "missing"),
-        (
-            {"id": 1, "tool": "calculator", "args": {"expression": "1"}, "deps": [7]},
-            "not an earlier task",
-        ),
-        ({"id": 1, "tool": "calculator", "args": {"expression": "$1"}, "deps": []}, "itself"),
-        (
-            {"id": 1, "tool": "calculator", "args": {"expression": "$2 + 1"}, "deps": []},
-            "not an earlier task",
-        ),
-        (
-            {"id": "one", "tool": "calculator", "args": {"expression": "1"}, "deps": []},
-            "integer id",
-        ),
-        ({"id": 1, "tool": "calculator", "args": "1+1", "deps": []}, "args must be an object"),
+        (_step("rm_rf", {}), "unknown tool"),
+        (_step("calculator", {"expr": "1"}), "bad arguments"),
+        (_step("calculator", {}), "missing"),
+        (_step("calculator", {"expression": "$1"}), "its own result"),
+        (_step("calculator", {"expression": "$2 + 1"}), "not a valid earlier step"),
+        (_step("calculator", "1+1"), "must be an object"),
+        ('{"calculator": {"expression": "1"}, "sql_query": {"query": "x"}}', "must be"),
+        ('{"calculator": {"expression": ', "not valid JSON"),
     ],
 )
 @pytest.mark.reliability("model output")
-def test_invalid_tasks_are_refused_with_a_reason(task: dict, message: str) -> None:
+def test_invalid_steps_are_refused_with_a_reason(step: str, message: str) -> None:
     with pytest.raises(PlanError, match=message):
-        _validator().check(task)
+        _validator().check(step)
 
 
 @pytest.mark.reliability("model output")
-def test_duplicate_ids_and_forward_cycles_are_refused() -> None:
+def test_a_step_may_only_use_earlier_valid_steps() -> None:
     validator = _validator()
-    validator.check({"id": 1, "tool": "calculator", "args": {"expression": "1"}, "deps": []})
-    with pytest.raises(PlanError, match="used twice"):
-        validator.check({"id": 1, "tool": "calculator", "args": {"expression": "2"}, "deps": []})
-    # A cycle 2 -> 3 -> 2 cannot be written: 2 may only depend on tasks before it.
-    with pytest.raises(PlanError, match="not an earlier task"):
-        validator.check({"id": 2, "tool": "calculator", "args": {"expression": "1"}, "deps": [3]})
+    with pytest.raises(PlanError, match="unknown tool"):
+        validator.check(_step("teleport", {}))
+    # Step 2 may not use step 1 (invalid), nor step 3 (later: a cycle cannot be written).
+    with pytest.raises(PlanError, match="step 1, which is not a valid earlier step"):
+        validator.check(_step("calculator", {"expression": "$1 + 1"}))
+    with pytest.raises(PlanError, match="step 4, which is not a valid earlier step"):
+        validator.check(_step("calculator", {"expression": "$4 + 1"}))
 
 
 def test_references_become_dependencies() -> None:
     validator = _validator()
-    validator.check({"id": 1, "tool": "sql_query", "args": {"query": "SELECT 1"}, "deps": []})
-    task = validator.check(
-        {"id": 2, "tool": "calculator", "args": {"expression": "$1 * 2"}, "deps": []}
-    )
+    validator.check(_step("sql_query", {"query": "SELECT 1"}))
+    task = validator.check(_step("calculator", {"expression": "$1 * 2"}))
     assert task == PlannedTask(id=2, tool="calculator", args={"expression": "$1 * 2"}, deps=[1])
 
 
 def test_schema_constrains_tool_names_and_arguments() -> None:
     schema = plan_json_schema(TOOLS, 8)
-    variants = schema["properties"]["tasks"]["items"]["anyOf"]
-    assert {variant["properties"]["tool"]["const"] for variant in variants} == {
-        t.name for t in TOOLS
-    }
-    calculator = next(v for v in variants if v["properties"]["tool"]["const"] == "calculator")
-    assert calculator["properties"]["args"]["required"] == ["expression"]
+    steps = schema["properties"]["plan"]["items"]["anyOf"]
+    assert [step["required"] for step in steps] == [[t.name] for t in TOOLS]
+    calculator = next(step for step in steps if step["required"] == ["calculator"])
+    assert calculator["properties"]["calculator"]["required"] == ["expression"]
+    assert calculator["additionalProperties"] is False
+    assert schema["properties"]["plan"]["minItems"] == 0
+    assert plan_json_schema(TOOLS, 8, min_tasks=1)["properties"]["plan"]["minItems"] == 1
     json.dumps(schema)
 
 
+def test_the_compact_plan_is_well_under_the_old_encoding() -> None:
+    old = json.dumps(
+        {"tasks": [{"id": 1, "tool": "current_time", "args": {"timezone": "Tokyo"}, "deps": []}]},
+        separators=(",", ":"),
+    )
+    assert len(encode_plan([("current_time", {"timezone": "Tokyo"})])) < 0.65 * len(old)
+
+
 async def test_stream_plan_yields_valid_tasks_and_errors_in_order() -> None:
-    plan = (
-        '{"tasks": [{"id": 1, "tool": "calculator", "args": {"expression": "1+1"}, "deps": []}, '
-        '{"id": 2, "tool": "teleport", "args": {}, "deps": []}, '
-        '{"id": 3, "tool": "calculator", "args": {"expression": "$1 * 3"}, "deps": [1]}]}'
+    plan = encode_plan(
+        [
+            ("calculator", {"expression": "1+1"}),
+            ("teleport", {}),
+            ("calculator", {"expression": "$1 * 3"}),
+        ]
     )
     model = ScriptedChatModel(plans=[plan], chunk_chars=5)
     items = [item async for item in stream_plan(model, [], TOOLS, 8)]
     assert [type(item).__name__ for item in items] == ["PlannedTask", "PlanError", "PlannedTask"]
     assert "unknown tool 'teleport'" in str(items[1])
-    assert model.calls[0]["response_format"]["json_schema"]["schema"]["required"] == ["tasks"]
+    assert model.calls[0]["response_format"]["json_schema"]["schema"]["required"] == ["plan"]
+    # Ids are positions: the invalid step 2 keeps its number, so "$1" still means step 1.
+    assert [items[0].id, items[1].task_id, items[2].id] == [1, 2, 3]
 
 
 @pytest.mark.reliability("model output")
 async def test_stream_plan_reports_invalid_json() -> None:
-    model = ScriptedChatModel(plans=['{"tasks": [{"id": 1, "tool": '])
+    model = ScriptedChatModel(plans=['{"plan": [{"calculator": '])
     items = [item async for item in stream_plan(model, [], TOOLS, 8)]
     assert len(items) == 1 and isinstance(items[0], PlanError)
 
 
 async def test_a_replan_is_renumbered_after_earlier_results() -> None:
-    plan = (
-        '{"tasks": [{"id": 1, "tool": "sql_query", "args": {"query": "SELECT 1"}, "deps": []}, '
-        '{"id": 2, "tool": "calculator", "args": {"expression": "$1 * 2"}, "deps": [1]}]}'
+    plan = encode_plan(
+        [("sql_query", {"query": "SELECT 1"}), ("calculator", {"expression": "$1 * 2"})]
     )
     items = [i async for i in stream_plan(ScriptedChatModel(plans=[plan]), [], TOOLS, 8, 5)]
     assert [(t.id, t.deps, t.args) for t in items] == [
@@ -136,8 +151,7 @@ async def test_a_replan_is_renumbered_after_earlier_results() -> None:
 
 @pytest.mark.reliability("model output")
 async def test_a_plan_that_repeats_itself_is_cut_off() -> None:
-    task = '{{"id": {}, "tool": "search_docs", "args": {{"query": "returns"}}, "deps": []}}'
-    plan = '{"tasks": [' + ", ".join(task.format(i) for i in range(1, 9)) + "]}"
+    plan = encode_plan([("search_docs", {"query": "returns"})] * 8)
     model = ScriptedChatModel(plans=[plan], chunk_chars=16)
     items = [item async for item in stream_plan(model, [], TOOLS, 16)]
     assert isinstance(items[0], PlannedTask)

@@ -1,0 +1,159 @@
+"""Which tools fit a question, and the example plans the planner is shown for it.
+
+Planning must not depend on hand-written examples of the user's tools. So the planner is shown,
+for each question: the hand-written example plans most similar to it that use only the graph's
+tools (the demo tools have them); then, for the tools that fit the question best (ranked by a
+sentence encoder: question vs. each tool's name, description and arguments), the examples their
+authors attached (`expressway.toolbox.example`) or one derived from the tool's own description
+and argument schema. The best-fitting tools are also named under the question.
+"""
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+from langchain_core.tools import BaseTool
+from rank_bm25 import BM25Okapi
+
+from expressway.encoder import load_encoder
+from expressway.toolbox import tool_examples, tool_parameters
+from nodes.prompts import PLAN_EXAMPLES
+
+Steps = list[tuple[str, dict[str, Any]]]
+_WORD = re.compile(r"\w+")
+# "e.g. LH400", "like EUR, USD", "(P-123)": values a description offers as examples.
+_OFFERED_VALUE = re.compile(
+    r"(?:e\.g\.|for example|such as|like)\s*:?\s*([\w/:+@-]+(?:[.,]\s*[\w/:+@-]+)*)"
+    r"|\(([\w/:+@ -]{1,24})\)|'([^']{1,40})'|\"([^\"]{1,40})\""
+)
+# A tool fits when its score is within this much of the best one's (cosine similarity).
+FIT_MARGIN = 0.15
+
+
+def tool_text(tool: BaseTool, parameters: dict[str, Any]) -> str:
+    """What the encoder compares a question with: the name, description and argument names."""
+    names = " ".join(parameters.get("properties", {})).replace("_", " ")
+    return f"{tool.name.replace('_', ' ')}: {' '.join(tool.description.split())} ({names})"
+
+
+def _offered_values(description: str) -> list[str]:
+    values = []
+    for match in _OFFERED_VALUE.finditer(description):
+        text = next(group for group in match.groups() if group)
+        values += [value.strip(" .") for value in re.split(r",\s*", text) if value.strip(" .")]
+    return values
+
+
+def example_arguments(parameters: dict[str, Any], description: str) -> dict[str, Any]:
+    """Arguments for a derived example: the schema's own examples, choices or defaults, values
+    the description offers ("e.g. LH400"), else a plain value of the right type."""
+    offered = _offered_values(description)
+    arguments: dict[str, Any] = {}
+    for name in parameters.get("required", []):
+        spec = parameters["properties"][name]
+        kind = spec.get("type")
+        if spec.get("examples"):
+            arguments[name] = spec["examples"][0]
+        elif "enum" in spec:
+            arguments[name] = spec["enum"][0]
+        elif "default" in spec:
+            arguments[name] = spec["default"]
+        elif kind == "integer":
+            arguments[name] = 3
+        elif kind == "number":
+            arguments[name] = 2.5
+        elif kind == "boolean":
+            arguments[name] = True
+        elif offered:
+            arguments[name] = offered.pop(0)
+        else:
+            arguments[name] = name.replace("_", " ")
+    return arguments
+
+
+def derived_example(tool: BaseTool, parameters: dict[str, Any]) -> tuple[str, Steps]:
+    """A question made of the tool's description and its example values, and the one-step plan
+    that answers it."""
+    arguments = example_arguments(parameters, tool.description)
+    summary = re.split(r"(?<=[.!?])\s", " ".join(tool.description.split()))[0].rstrip(".")
+    values = ", ".join(str(value) for value in arguments.values())
+    return (f"{summary}: {values}?" if values else f"{summary}?"), [(tool.name, arguments)]
+
+
+@dataclass(frozen=True)
+class ToolCatalog:
+    """The graph's tools with their encoder embeddings, built once per tool set."""
+
+    tools: tuple[BaseTool, ...]
+    parameters: tuple[dict[str, Any], ...]
+    embeddings: np.ndarray  # one unit row per tool
+
+    def rank(self, question: str) -> list[tuple[BaseTool, float]]:
+        """Tools by how well their description fits the question, best first."""
+        scores = self.embeddings @ load_encoder().encode([question])[0]
+        order = np.argsort(-scores, kind="stable")
+        return [(self.tools[i], float(scores[i])) for i in order]
+
+    def fitting(self, question: str, most: int = 3) -> list[BaseTool]:
+        """The tools scoring within FIT_MARGIN of the best (at most `most`), best first."""
+        ranked = self.rank(question)
+        best = ranked[0][1]
+        return [tool for tool, score in ranked[:most] if score >= best - FIT_MARGIN]
+
+    def examples(
+        self, question: str, fitting: Sequence[BaseTool], count: int = 2
+    ) -> list[tuple[str, Steps]]:
+        """Up to `count` (question, steps) examples, most relevant last: hand-written plans
+        similar to the question, then examples of the fitting tools not yet shown."""
+        chosen = similar_examples(question, {tool.name for tool in self.tools}, count)
+        shown = {tool for _, steps in chosen for tool, _ in steps}
+        for tool in fitting:
+            if len(chosen) >= count:
+                break
+            if tool.name in shown:
+                continue
+            given = tool_examples(tool)
+            index = self.tools.index(tool)
+            chosen.insert(
+                0,
+                (given[0][0], [(tool.name, given[0][1])])
+                if given
+                else derived_example(tool, self.parameters[index]),
+            )
+            shown.add(tool.name)
+        return chosen
+
+
+@lru_cache(maxsize=1)
+def _example_index() -> BM25Okapi:
+    return BM25Okapi([_WORD.findall(question.lower()) for question, _ in PLAN_EXAMPLES])
+
+
+def similar_examples(question: str, tool_names: set[str], count: int) -> list[tuple[str, Steps]]:
+    """The hand-written example plans most similar to `question` (sharing words with it) that use
+    only the available tools, most similar last (small models lean on the nearest example)."""
+    scores = _example_index().get_scores(_WORD.findall(question.lower()))
+    ranked = sorted(range(len(PLAN_EXAMPLES)), key=lambda i: scores[i], reverse=True)
+    usable = [
+        PLAN_EXAMPLES[i]
+        for i in ranked
+        if scores[i] > 0 and {tool for tool, _ in PLAN_EXAMPLES[i][1]} <= tool_names
+    ]
+    return list(reversed(usable[:count]))
+
+
+_CATALOGS: dict[str, ToolCatalog] = {}
+
+
+def tool_catalog(tools: Sequence[BaseTool]) -> ToolCatalog:
+    """The catalog of `tools`, embedded once per tool set and reused for every question."""
+    key = json.dumps([[tool.name, tool.description] for tool in tools])
+    if key not in _CATALOGS:
+        parameters = tuple(tool_parameters(tool) for tool in tools)
+        texts = [tool_text(tool, schema) for tool, schema in zip(tools, parameters, strict=True)]
+        _CATALOGS[key] = ToolCatalog(tuple(tools), parameters, load_encoder().encode(texts))
+    return _CATALOGS[key]
