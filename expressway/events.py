@@ -22,6 +22,7 @@ EventType = Literal[
     "task.started",
     "task.finished",
     "fallback",
+    "answer.withheld",
     "token",
     "run.finished",
 ]

@@ -11,7 +11,7 @@ from expressway.events import emit, now
 from expressway.models import is_connection_error, raise_if_cancelled, tier_model, unreachable
 from expressway.state import State, TaskResult
 from expressway.toolbox import Toolbox
-from nodes.prompts import ANSWER_SYSTEM, RESULTS_HEADER
+from nodes.prompts import ANSWER_SYSTEM, FAILED_TOOLS_ANSWER, NO_PLAN_ANSWER, RESULTS_HEADER
 
 
 class AnswerStreamBrokenError(RuntimeError):
@@ -32,22 +32,35 @@ def answer_messages(state: State) -> list[BaseMessage]:
     return [SystemMessage(ANSWER_SYSTEM), *history, HumanMessage(text)]
 
 
+def missing_results_answer(state: State) -> str | None:
+    """The answer when a request that must be answered from tools got no usable tool result,
+    or None when the model may answer. A rule, not a prompt: a small model told "do not guess"
+    still states made-up figures, so the model is not asked at all."""
+    route = state.route
+    assert route is not None
+    failed = [result for result in state.results if result.status == "error"]
+    if not route.use_tools or len(failed) < len(state.results):
+        return None  # some result is usable, or the route never needed tools
+    if not state.results and not route.require_tools:
+        return None  # the plan found no tool needed (e.g. a reasoning question)
+    if not failed:
+        return NO_PLAN_ANSWER
+    lines = "\n".join(f"- {describe(result)}" for result in failed)
+    return f"{FAILED_TOOLS_ANSWER}\n{lines}"
+
+
 def describe(result: TaskResult) -> str:
     arguments = ", ".join(f"{name}={value!r}" for name, value in result.args.items())
     return f"{result.tool}({arguments}) -> {result.output}"
 
 
-async def answer(state: State, runtime: Runtime[Context], *, toolbox: Toolbox) -> dict[str, Any]:
-    """Read the conversation, `route` and `results`; write the answer as an AIMessage and the
-    `tools`/`answer`/`ttft`/`total` timings.
-
-    Emits a `token` event per streamed chunk (at most the route's max_tokens) and `run.finished`
-    with every stage's timing. If the routed tier fails before its first token, the other tier
-    answers (a `fallback` event says so).
-    """
-    context, route = runtime.context, state.route
-    assert route is not None, "route_request runs first"
-    answer_started = now()
+async def stream_model_answer(
+    state: State, context: Context, toolbox: Toolbox
+) -> tuple[list[str], float | None]:
+    """Stream the answer from the routed tier, falling back to the other tier when it fails
+    before its first token; return the text chunks and when the first one arrived."""
+    route = state.route
+    assert route is not None
     messages = answer_messages(state)
     tiers: list[TierName] = [route.tier, "frontier" if route.tier == "fast" else "fast"]
     parts: list[str] = []
@@ -91,6 +104,28 @@ async def answer(state: State, runtime: Runtime[Context], *, toolbox: Toolbox) -
                 to_tier=tiers[attempt + 1],
                 reason=f"{type(error).__name__}: {error}"[:300],
             )
+    return parts, first_token_at
+
+
+async def answer(state: State, runtime: Runtime[Context], *, toolbox: Toolbox) -> dict[str, Any]:
+    """Read the conversation, `route` and `results`; write the answer as an AIMessage and the
+    `tools`/`answer`/`ttft`/`total` timings.
+
+    Emits a `token` event per streamed chunk (at most the route's max_tokens) and `run.finished`
+    with every stage's timing. If the routed tier fails before its first token, the other tier
+    answers (a `fallback` event says so). A request that must be answered from tools but got no
+    usable result is answered by the graph itself, saying what could not be looked up (an
+    `answer.withheld` event, then the text as one `token` event with an empty model)."""
+    context, route = runtime.context, state.route
+    assert route is not None, "route_request runs first"
+    answer_started = now()
+    withheld = missing_results_answer(state)
+    if withheld is None:
+        parts, first_token_at = await stream_model_answer(state, context, toolbox)
+    else:
+        emit(state.started_at, "answer.withheld", reason=withheld.splitlines()[0])
+        parts, first_token_at = [withheld], now()
+        emit(state.started_at, "token", text=withheld, tier=route.tier, model="")
     finished = now()
     timings = {
         # Tool time not hidden behind planning: from the end of routing and planning to the answer.

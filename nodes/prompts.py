@@ -23,6 +23,15 @@ if a result is an error or is missing, say what could not be found."""
 
 RESULTS_HEADER = "Tool results:"
 
+# Answers the graph gives without a model when a lookup got no usable tool result (nodes/answer.py).
+NO_PLAN_ANSWER = (
+    "I could not look that up: no tool call could be planned for this question, so I have no "
+    "result to answer from. Try rephrasing it, or check that a tool covers it."
+)
+FAILED_TOOLS_ANSWER = (
+    "I could not look that up: every tool call failed, so I have no result to answer from."
+)
+
 # Example plans for the shipped tools, as (question, [(tool, args), ...]): the planner is shown the
 # ones most similar to the question that use only the graph's tools (dynamic few-shot). Tools
 # without examples get examples derived from their own schema (nodes/planner.py).

@@ -184,3 +184,51 @@ async def test_events_stream_in_real_time_not_at_the_end() -> None:
         arrival.append((event["type"], loop.time()))
     tokens = [t for kind, t in arrival if kind == "token"]
     assert tokens[-1] - tokens[0] > 0.1  # tokens arrived spread out, as they were produced
+
+
+def broken_lookup(key: str) -> str:
+    """Looks a key up in a store that is down."""
+    raise ConnectionError("store unreachable")
+
+
+@pytest.mark.reliability("model output")
+async def test_a_lookup_with_nothing_planned_says_so_instead_of_asking_the_model() -> None:
+    # A model that plans nothing (a small one can, whatever the schema says) and would then
+    # happily invent a figure.
+    model = ScriptedChatModel(plans=[encode_plan([])], answer="Order a shipped on May 3.")
+    events = await _events(_graph(model), "What is the status of order a?")
+    types = [event["type"] for event in events]
+    assert "answer.withheld" in types
+    answer = "".join(event["text"] for event in events if event["type"] == "token")
+    assert answer.startswith("I could not look that up") and "May 3" not in answer
+    assert not [call for call in model.calls if not call["plan"]]  # the model never answered
+
+
+@pytest.mark.reliability("tools")
+async def test_a_lookup_whose_every_tool_failed_names_the_failures_and_invents_nothing() -> None:
+    model = ScriptedChatModel(
+        plans=[encode_plan([("broken_lookup", {"key": "a"})])], answer="Order a shipped."
+    )
+    graph = _graph(model, tools=(broken_lookup,))
+    events = await _events(graph, "What is the status of order a?", max_replans=0)
+    answer = "".join(event["text"] for event in events if event["type"] == "token")
+    assert "every tool call failed" in answer and "store unreachable" in answer
+    assert "shipped" not in answer
+
+
+async def test_a_partial_result_or_a_question_needing_no_tool_is_answered_by_the_model() -> None:
+    partial = ScriptedChatModel(
+        plans=[encode_plan([("slow_lookup", {"key": "a"}), ("broken_lookup", {"key": "b"})])],
+        answer="a is value of a; b could not be found.",
+    )
+    graph = _graph(partial, tools=(slow_lookup, broken_lookup))
+    events = await _events(graph, "What is the status of order a and order b?", max_replans=0)
+    assert "answer.withheld" not in [event["type"] for event in events]
+    # A reasoning request may plan no tool at all; the model answers it.
+    thinker = ScriptedChatModel(plans=[encode_plan([])], answer="Renting keeps you flexible.")
+    events = await _events(
+        _graph(thinker),
+        "Compare the trade-offs of renting versus buying a house for a young family.",
+    )
+    answer = "".join(event["text"] for event in events if event["type"] == "token")
+    assert answer == thinker.answer
