@@ -28,11 +28,12 @@ class ScriptedChatModel(BaseChatModel):
     def _llm_type(self) -> str:
         return "scripted"
 
-    def _script(self, kwargs: dict[str, Any]) -> str:
+    def _script(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> str:
         if self.fail_with:
             raise ConnectionError(self.fail_with)
         is_plan = "response_format" in kwargs
-        self.calls.append({"plan": is_plan, **kwargs})
+        prompt = "\n".join(message.text for message in messages)
+        self.calls.append({"plan": is_plan, "prompt": prompt, **kwargs})
         if not is_plan:
             return self.answer
         planned = sum(call["plan"] for call in self.calls)
@@ -45,7 +46,9 @@ class ScriptedChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        return ChatResult(generations=[ChatGeneration(message=AIMessage(self._script(kwargs)))])
+        return ChatResult(
+            generations=[ChatGeneration(message=AIMessage(self._script(messages, kwargs)))]
+        )
 
     def _stream(
         self,
@@ -54,7 +57,7 @@ class ScriptedChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        text = self._script(kwargs)
+        text = self._script(messages, kwargs)
         for i in range(0, len(text), self.chunk_chars):
             yield ChatGenerationChunk(message=AIMessageChunk(text[i : i + self.chunk_chars]))
 
@@ -65,7 +68,7 @@ class ScriptedChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        text = self._script(kwargs)
+        text = self._script(messages, kwargs)
         for i in range(0, len(text), self.chunk_chars):
             if self.delay_s:
                 await asyncio.sleep(self.delay_s)

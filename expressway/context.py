@@ -5,6 +5,7 @@ from dataclasses import dataclass, field, fields
 from typing import Literal, get_args
 
 ExecutionMode = Literal["compiler", "parallel_calls"]
+PlanCacheMode = Literal["off", "speculate", "trust"]
 TierName = Literal["fast", "frontier"]
 ENV_PREFIX = "EXPRESSWAY_"
 
@@ -63,6 +64,22 @@ class Context:
             "inputs exist; 'parallel_calls': one model turn of tool calls run concurrently."
         },
     )
+    plan_cache: str = field(
+        default="speculate",
+        metadata={
+            "description": "Plan templates from finished runs: 'speculate' starts a matching "
+            "template's read-only calls while the planner runs and keeps only those the plan "
+            "makes (lossless); 'trust' also skips the planner on a template confirmed twice "
+            "whose tools are all read-only (lossy); 'off' disables both."
+        },
+    )
+    prefill_answer_early: bool = field(
+        default=True,
+        metadata={
+            "description": "While tools run, have the answering tier compute the answer "
+            "prompt up to the tool results, so its prefix cache holds it for the answer."
+        },
+    )
     model_timeout_s: float = field(
         default=120.0,
         metadata={"description": "Seconds one model call may take before it counts as failed."},
@@ -102,6 +119,11 @@ class Context:
             raise ConfigurationError(
                 f"EXPRESSWAY_EXECUTION_MODE={self.execution_mode!r}: "
                 f"use one of {', '.join(get_args(ExecutionMode))}"
+            )
+        if self.plan_cache not in get_args(PlanCacheMode):
+            raise ConfigurationError(
+                f"EXPRESSWAY_PLAN_CACHE={self.plan_cache!r}: "
+                f"use one of {', '.join(get_args(PlanCacheMode))}"
             )
         if self.force_tier and self.force_tier not in get_args(TierName):
             raise ConfigurationError(

@@ -17,8 +17,10 @@ SCHEMA_VERSION = 1
 EventType = Literal[
     "run.started",
     "route.decided",
+    "speculation.started",
     "plan.task",
     "plan.error",
+    "plan.finished",
     "task.started",
     "task.finished",
     "fallback",

@@ -63,8 +63,9 @@ class TaskResult:
     finished_s: float
 
 
-def add_timings(left: dict[str, float], right: dict[str, float]) -> dict[str, float]:
-    """Sum durations per stage, so a replanned run reports the total time spent planning."""
+def sum_per_key(left: dict[str, float], right: dict[str, float]) -> dict[str, float]:
+    """Sum values per key: a replanned run reports the total time spent planning, and the
+    speculation counts of all its plans."""
     merged = dict(left)
     for stage, seconds in right.items():
         merged[stage] = round(merged.get(stage, 0.0) + seconds, 6)
@@ -89,7 +90,9 @@ class State(InputState):
     plan_errors: Annotated[list[str], operator.add] = field(default_factory=list)
     pending_calls: list[PlannedTask] = field(default_factory=list)
     replans: int = 0
-    timings: Annotated[dict[str, float], add_timings] = field(default_factory=dict)
+    timings: Annotated[dict[str, float], sum_per_key] = field(default_factory=dict)
+    # Calls started from a cached plan template: speculated, adopted by the plan, wasted.
+    speculation: Annotated[dict[str, float], sum_per_key] = field(default_factory=dict)
 
 
 def last_question(state: InputState) -> str:

@@ -17,6 +17,7 @@ from langchain_core.tools import BaseTool
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
+from langgraph.store.base import BaseStore
 from langgraph.types import Checkpointer
 
 from expressway.context import Context
@@ -48,12 +49,15 @@ def build_graph(
     tools: Iterable[Callable[..., Any] | BaseTool] = DEFAULT_TOOLS,
     models: Mapping[str, BaseChatModel] | None = None,
     checkpointer: Checkpointer = None,
+    store: BaseStore | None = None,
     name: str = "expressway",
 ) -> CompiledStateGraph:
     """Compile the agent.
 
     tools: plain functions (sync or async; the docstring is the description) or LangChain tools.
     models: chat models that replace the "fast" and/or "frontier" endpoints from the context.
+    store: where plan templates are shared (e.g. AsyncPostgresStore across replicas). Leave it
+    None under the LangGraph server, which brings its own; None elsewhere keeps them in memory.
     """
     toolbox = Toolbox(tools=as_tools(tools), models=dict(models or {}))
     # Read the routing table and model now: a broken one fails at startup, naming the file.
@@ -75,7 +79,7 @@ def build_graph(
     builder.add_edge("run_tool_call", "answer")
     builder.add_edge("answer", END)
 
-    return builder.compile(checkpointer=checkpointer, name=name)
+    return builder.compile(checkpointer=checkpointer, store=store, name=name)
 
 
 graph = build_graph()

@@ -1,5 +1,7 @@
 """The answer node: streams the answer from the routed tier, falling back to the other tier."""
 
+import asyncio
+import contextlib
 from contextlib import aclosing
 from typing import Any
 
@@ -21,15 +23,33 @@ class AnswerStreamBrokenError(RuntimeError):
 def answer_messages(state: State) -> list[BaseMessage]:
     """The conversation with the tool results appended to the latest question. Plan errors are
     left out (they are in the events): small models otherwise repeat them as the answer."""
-    history = list(state.messages)
     if not state.results and not state.plan_errors:
-        return [SystemMessage(ANSWER_SYSTEM), *history]
+        return [SystemMessage(ANSWER_SYSTEM), *state.messages]
     lines = [f"- {describe(result)}" for result in state.results]
-    if not lines:
-        lines = ["- none: no usable tool call could be planned"]
+    return with_results(state, "\n".join(lines or ["- none: no usable tool call could be planned"]))
+
+
+def with_results(state: State, results: str) -> list[BaseMessage]:
+    """The answer prompt with `results` after the latest question. Everything before `results`
+    is the same for every run of the question, so a server's prefix cache can hold it early."""
+    history = list(state.messages)
     question = history.pop() if history and isinstance(history[-1], HumanMessage) else None
-    text = f"{question.text if question else ''}\n\n{RESULTS_HEADER}\n" + "\n".join(lines)
+    text = f"{question.text if question else ''}\n\n{RESULTS_HEADER}\n{results}"
     return [SystemMessage(ANSWER_SYSTEM), *history, HumanMessage(text)]
+
+
+async def warm_answer_prefix(state: State, context: Context, toolbox: Toolbox) -> None:
+    """Ask the answering tier for one token of the answer prompt up to the tool results, while
+    the tools still run: the server computes that prefix now and its prefix cache (vLLM's
+    automatic prefix caching) holds it, so the answer's time to first token after the last tool
+    covers only the results. Best effort: any failure is ignored (the answer does the work)."""
+    route = state.route
+    assert route is not None
+    model = tier_model(context, route.tier, toolbox.models)
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(
+            model.ainvoke(with_results(state, ""), max_tokens=1), context.model_timeout_s
+        )
 
 
 def missing_results_answer(state: State) -> str | None:
@@ -142,5 +162,6 @@ async def answer(state: State, runtime: Runtime[Context], *, toolbox: Toolbox) -
         tier=route.tier,
         tasks=len(state.results),
         failed_tasks=sum(result.status == "error" for result in state.results),
+        speculation={name: int(count) for name, count in state.speculation.items()},
     )
     return {"messages": [AIMessage("".join(parts))], "timings": timings}

@@ -1,29 +1,58 @@
-"""The compiler node: streams the plan and hands each task to the task runner as it arrives."""
+"""The compiler node: streams the plan and hands each task to the task runner as it arrives.
 
+Around the plan, two things overlap model work with tool work. A plan template cached from an
+earlier run of the same shape (nodes/plan_cache.py) starts its read-only calls before the planner
+has written a line; a planned task that makes an identical call adopts it, the rest are cancelled.
+And once the plan is known, while tools still run, the answering tier computes the answer prompt
+up to the tool results, so the answer only has to read the results.
+"""
+
+import asyncio
+import logging
 from typing import Any
 
 from langgraph.runtime import Runtime
 
 from expressway.context import Context
-from expressway.events import now
+from expressway.events import emit, now
 from expressway.models import is_connection_error, tier_model, unreachable
-from expressway.state import State, last_question
-from expressway.toolbox import Toolbox
-from nodes.planner import announce_plan, planner_messages, stream_plan
+from expressway.state import PlannedTask, State, last_question
+from expressway.toolbox import Toolbox, is_read_only
+from nodes.answer import warm_answer_prefix
+from nodes.plan_cache import TRUSTED_AFTER, Match, PlanCache
+from nodes.planner import announce_plan, planner_messages, replay_plan, stream_plan
 from nodes.task_runner import TaskRunner
+
+logger = logging.getLogger(__name__)
+# Template writes happen after the answer has what it needs; keep a reference until they finish.
+_BACKGROUND: set[asyncio.Task[None]] = set()
+
+
+def trusted(match: Match | None, context: Context, toolbox: Toolbox) -> bool:
+    """Whether "trust" mode may run a template without the planner: confirmed often enough, and
+    every call read-only (a wrong guess must not have side effects)."""
+    tools = {tool.name: tool for tool in toolbox.tools}
+    return (
+        match is not None
+        and context.plan_cache == "trust"
+        and match.confirmed >= TRUSTED_AFTER
+        and all(tool in tools and is_read_only(tools[tool]) for tool, _ in match.calls)
+    )
 
 
 async def plan_and_schedule(
     state: State, runtime: Runtime[Context], *, toolbox: Toolbox
 ) -> dict[str, Any]:
     """Read the question, the route and (on a replan) earlier results and plan errors; write new
-    `results`, `plan_errors` and the `plan` timing (the plan stream's duration).
+    `results`, `plan_errors`, the `plan` timing (the plan stream's duration) and `speculation`
+    counts.
 
-    Each task starts while the rest of the plan is still streaming. Emits `plan.task`,
-    `plan.error`, `task.started` and `task.finished`."""
+    Each task starts while the rest of the plan is still streaming. Emits `speculation.started`,
+    `plan.task`, `plan.error`, `plan.finished`, `task.started` and `task.finished`."""
     context, route = runtime.context, state.route
     assert route is not None, "route_request runs first"
     plan_started = now()
+    question = last_question(state)
     runner = TaskRunner(
         toolbox.tools,
         state.started_at,
@@ -31,33 +60,87 @@ async def plan_and_schedule(
         context.max_concurrency,
         previous=state.results,
     )
-    id_offset = max((result.id for result in state.results), default=0)
-    messages = planner_messages(
-        last_question(state), toolbox.tools, state.results, state.plan_errors
-    )
-    model = tier_model(context, route.tier, toolbox.models)
+    first_plan = not state.results and not state.plan_errors
+    cache = PlanCache(runtime.store, toolbox.tools) if context.plan_cache != "off" else None
+    match = await cache.lookup(question) if cache and first_plan else None
+    speculated = [call for call in match.calls if runner.speculate(*call)] if match else []
+    if speculated:
+        calls = [{"tool": tool, "args": args} for tool, args in speculated]
+        emit(state.started_at, "speculation.started", calls=calls)
+    from_cache = trusted(match, context, toolbox)
     errors: list[str] = []
+    planned: list[PlannedTask] = []
+    warm_up: asyncio.Future[None] | None = None
     try:
-        plan = stream_plan(
-            model,
-            messages,
-            toolbox.tools,
-            context.max_plan_tasks,
-            id_offset,
-            min_tasks=int(route.require_tools),
-        )
-        async for task in announce_plan(plan, state.started_at, errors):
+        if match is not None and from_cache:
+            steps = replay_plan(match.calls, toolbox.tools, context.max_plan_tasks)
+        else:
+            messages = planner_messages(question, toolbox.tools, state.results, state.plan_errors)
+            steps = stream_plan(
+                tier_model(context, route.tier, toolbox.models),
+                messages,
+                toolbox.tools,
+                context.max_plan_tasks,
+                id_offset=max((result.id for result in state.results), default=0),
+                min_tasks=int(route.require_tools),
+            )
+        async for task in announce_plan(steps, state.started_at, errors):
             runner.submit(task)
+            planned.append(task)
         plan_finished = now()
+        emit(
+            state.started_at,
+            "plan.finished",
+            steps=len(planned),
+            errors=len(errors),
+            from_cache=from_cache,
+        )
+        if context.prefill_answer_early and runner.running():
+            warm_up = asyncio.ensure_future(warm_answer_prefix(state, context, toolbox))
         results = await runner.results()
+        if warm_up is not None:
+            await warm_up
     except BaseException as error:
         # A cancelled run (the consumer went away) or a failed plan stream stops every tool call.
+        if warm_up is not None:
+            warm_up.cancel()
         await runner.cancel()
         if is_connection_error(error):
             raise unreachable(context, route.tier) from error
         raise
+    adopted, wasted = await runner.drop_unused_speculation()
+    succeeded = planned and not errors and all(result.status == "ok" for result in results)
+    if cache and first_plan and succeeded:
+        steps_made = [(task.tool, task.args) for task in planned]
+        confirm = match is not None and steps_made == match.calls
+        remembered = asyncio.ensure_future(remember(cache, question, steps_made, match, confirm))
+        _BACKGROUND.add(remembered)
+        remembered.add_done_callback(_BACKGROUND.discard)
     return {
         "results": results,
         "plan_errors": errors,
         "timings": {"plan": plan_finished - plan_started},
+        "speculation": {
+            "speculated": len(speculated),
+            "adopted": adopted,
+            "wasted": wasted,
+            "from_cache": int(from_cache),
+        },
     }
+
+
+async def remember(
+    cache: PlanCache,
+    question: str,
+    steps: list[tuple[str, dict[str, Any]]],
+    match: Match | None,
+    confirm: bool,
+) -> None:
+    """Store the run's plan as a template, and count a template whose guess was exact. A store
+    that fails is logged, never raised: the cache only ever saves time."""
+    try:
+        await cache.remember(question, steps)
+        if confirm and match is not None:
+            await cache.confirm(match.key)
+    except Exception:
+        logger.warning("could not store the plan template in %s", cache.namespace, exc_info=True)

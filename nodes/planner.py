@@ -329,6 +329,19 @@ async def stream_plan(
         yield error
 
 
+async def replay_plan(
+    steps: Sequence[tuple[str, dict[str, Any]]], tools: Sequence[BaseTool], max_tasks: int
+) -> AsyncIterator[PlannedTask | PlanError]:
+    """A plan that did not come from the model (a trusted cached template), checked by the same
+    validator as a streamed one."""
+    validator = PlanValidator(tools={tool.name: tool for tool in tools}, max_tasks=max_tasks)
+    for tool, args in steps:
+        try:
+            yield validator.check(json.dumps({tool: args}))
+        except PlanError as error:
+            yield error
+
+
 async def announce_plan(
     items: AsyncIterator[PlannedTask | PlanError],
     started_at: float,

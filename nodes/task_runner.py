@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 from expressway.events import emit, now
 from expressway.state import REFERENCE, PlannedTask, TaskResult, call_key
+from expressway.toolbox import is_read_only
 
 MAX_OUTPUT_CHARS = 4000
 # Threads are created lazily, so a large pool costs nothing until sync tools run in parallel.
@@ -96,11 +97,14 @@ async def execute_call(
     call: Awaitable[str],
     started_at: float,
     timeout_s: float,
+    speculated_s: float | None = None,
 ) -> TaskResult:
     """Await one tool call, turning a timeout or an exception into an error result the answer can
-    read. Emits `task.started` and `task.finished`."""
+    read. Emits `task.started` (with `speculated_at` when the call was started speculatively
+    before the plan asked for it) and `task.finished`."""
     started_s = round(now() - started_at, 6)
-    emit(started_at, "task.started", task_id=task_id, tool=tool_name, args=args)
+    extra = {} if speculated_s is None else {"speculated_at": speculated_s}
+    emit(started_at, "task.started", task_id=task_id, tool=tool_name, args=args, **extra)
     try:
         output, status = _clip(await call), "ok"
     except TimeoutError:
@@ -136,8 +140,11 @@ class TaskRunner:
         self._timeout_s = timeout_s
         self._slots = asyncio.Semaphore(max_concurrency)
         self._finished: dict[int, asyncio.Future[TaskResult]] = {}
-        self._calls: dict[str, asyncio.Task[str]] = {}
+        self._calls: dict[str, asyncio.Future[str]] = {}
         self._running: list[asyncio.Task[TaskResult]] = []
+        # Calls started before the plan asked for them (key -> start, seconds into the run).
+        self._speculated: dict[str, float] = {}
+        self._adopted: set[str] = set()
         loop = asyncio.get_running_loop()
         for result in previous:
             done: asyncio.Future[TaskResult] = loop.create_future()
@@ -148,6 +155,36 @@ class TaskRunner:
         """Schedule `task`; it starts as soon as every task in its deps has a result."""
         self._finished[task.id] = asyncio.get_running_loop().create_future()
         self._running.append(asyncio.create_task(self._run(task), name=f"task-{task.id}"))
+
+    def speculate(self, tool_name: str, args: dict[str, Any]) -> bool:
+        """Start a call of a read-only tool before any task asks for it; a task that later makes
+        the identical call adopts it. Tools with side effects are never started this way, nor
+        calls that need another task's result. Returns whether the call was started."""
+        tool = self._tools.get(tool_name)
+        key = call_key(tool_name, args)
+        if (
+            tool is None
+            or not is_read_only(tool)
+            or key in self._calls
+            or any(REFERENCE.search(str(value)) for value in args.values())
+        ):
+            return False
+        self._calls[key] = asyncio.ensure_future(call_tool(tool, args, self._timeout_s))
+        self._speculated[key] = round(now() - self._started_at, 6)
+        return True
+
+    async def drop_unused_speculation(self) -> tuple[int, int]:
+        """Cancel the speculative calls no task adopted; return (adopted, cancelled). Their
+        results never reach the answer."""
+        unused = [self._calls[key] for key in self._speculated if key not in self._adopted]
+        for call in unused:
+            call.cancel()
+        await asyncio.gather(*unused, return_exceptions=True)
+        return len(self._adopted), len(unused)
+
+    def running(self) -> bool:
+        """Whether a submitted task has not finished yet."""
+        return any(not task.done() for task in self._running)
 
     async def results(self) -> list[TaskResult]:
         """Wait for every submitted task and return their results in task-id order."""
@@ -180,6 +217,14 @@ class TaskRunner:
                     call_tool(self._tools[task.tool], args, self._timeout_s)
                 )
                 self._calls[key] = call
+            elif key in self._speculated:
+                self._adopted.add(key)
             return await execute_call(
-                task.id, task.tool, args, asyncio.shield(call), self._started_at, self._timeout_s
+                task.id,
+                task.tool,
+                args,
+                asyncio.shield(call),
+                self._started_at,
+                self._timeout_s,
+                self._speculated.get(key),
             )

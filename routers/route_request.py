@@ -47,4 +47,5 @@ async def route_request(state: State, runtime: Runtime[Context]) -> dict[str, An
         "plan_errors": Overwrite([]),
         "replans": 0,
         "timings": Overwrite({"route": route.latency_ms / 1000}),
+        "speculation": Overwrite({}),
     }
