@@ -2,6 +2,7 @@
 
 import os
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Literal, get_args
 
 ExecutionMode = Literal["compiler", "parallel_calls"]
@@ -86,6 +87,17 @@ class Context:
     embedded_port: int = field(
         default=8000, metadata={"description": "Port of the embedded local vLLM server."}
     )
+    mcp_config: str = field(
+        default="",
+        metadata={
+            "description": "Path of a JSON file in the standard `mcpServers` format: the tools of "
+            "those MCP servers join the run's tools (each server starts on first use)."
+        },
+    )
+    mcp_startup_timeout_s: float = field(
+        default=30.0,
+        metadata={"description": "Seconds an MCP server may take to start and list its tools."},
+    )
 
     def __post_init__(self) -> None:
         for spec in fields(self):
@@ -113,6 +125,7 @@ class Context:
             "max_concurrency",
             "max_plan_tasks",
             "max_question_chars",
+            "mcp_startup_timeout_s",
         ):
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"EXPRESSWAY_{name.upper()} must be greater than 0")
@@ -123,6 +136,12 @@ class Context:
                     f"EXPRESSWAY_{tier.upper()}_BASE_URL={url!r} must start with http:// or "
                     "https:// (for example http://gpu-host:8000/v1)"
                 )
+
+        if self.mcp_config and not Path(self.mcp_config).is_file():
+            raise ConfigurationError(
+                f"EXPRESSWAY_MCP_CONFIG={self.mcp_config!r} is not a file: give the path of a "
+                'JSON file like {"mcpServers": {"name": {"command": "...", "args": [...]}}}'
+            )
 
     @property
     def embedded_base_url(self) -> str:

@@ -24,21 +24,20 @@ async def plan_and_schedule(
     context, route = runtime.context, state.route
     assert route is not None, "route_request runs first"
     plan_started = now()
+    tools = await toolbox.run_tools(context)
     runner = TaskRunner(
-        toolbox.tools,
+        tools,
         state.started_at,
         context.tool_timeout_s,
         context.max_concurrency,
         previous=state.results,
     )
     id_offset = max((result.id for result in state.results), default=0)
-    messages = planner_messages(
-        last_question(state), toolbox.tools, state.results, state.plan_errors
-    )
+    messages = planner_messages(last_question(state), tools, state.results, state.plan_errors)
     model = tier_model(context, route.tier, toolbox.models)
     errors: list[str] = []
     try:
-        plan = stream_plan(model, messages, toolbox.tools, context.max_plan_tasks, id_offset)
+        plan = stream_plan(model, messages, tools, context.max_plan_tasks, id_offset)
         async for task in announce_plan(plan, state.started_at, errors):
             runner.submit(task)
         plan_finished = now()

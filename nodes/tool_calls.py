@@ -34,10 +34,11 @@ async def propose_tool_calls(
     assert route is not None, "route_request runs first"
     started = now()
     model = tier_model(context, route.tier, toolbox.models)
-    messages = planner_messages(last_question(state), toolbox.tools)
+    tools = await toolbox.run_tools(context)
+    messages = planner_messages(last_question(state), tools)
     errors: list[str] = []
     try:
-        plan = stream_plan(model, messages, toolbox.tools, context.max_plan_tasks)
+        plan = stream_plan(model, messages, tools, context.max_plan_tasks)
         calls = [
             task
             async for task in announce_plan(plan, state.started_at, errors, independent_only=True)
@@ -62,7 +63,8 @@ async def run_tool_call(
     """Read one call; write its result to `results` (the answer orders them by call id).
     Emits `task.started` and `task.finished`."""
     call, timeout_s = branch.call, runtime.context.tool_timeout_s
-    tool = next(tool for tool in toolbox.tools if tool.name == call.tool)
+    tools = await toolbox.run_tools(runtime.context)
+    tool = next(tool for tool in tools if tool.name == call.tool)
     result = await execute_call(
         call.id,
         call.tool,
