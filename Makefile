@@ -8,7 +8,7 @@ export TRANSFORMERS_OFFLINE := 1
 # when it can be reached; machines with a local wheel folder configured in pip find it there.
 TORCH_INDEX := $(shell python3 -c "import socket; socket.create_connection(('download.pytorch.org', 443), 2)" 2>/dev/null && echo --extra-index-url https://download.pytorch.org/whl/cpu)
 
-.PHONY: setup ask serve-local test unit integration lint format demo-db train-router reliability bench
+.PHONY: setup ask serve-local test unit integration lint format demo-db train-router reliability bench fork-check
 
 setup: $(VENV)/.installed
 
@@ -49,6 +49,12 @@ demo-db:
 
 train-router: setup
 	$(PY) -m routers.train
+
+# The fork check on your tools: `make fork-check TOOLS=my_tools.py QUESTIONS=my_questions.jsonl`.
+TOOLS ?= examples/fork_check/warehouse_tools.py
+QUESTIONS ?= examples/fork_check/questions.jsonl
+fork-check: setup
+	$(VENV)/bin/expressway check-tools --tools $(TOOLS) --questions $(QUESTIONS) $(ARGS)
 
 reliability: setup
 	$(PY) -m bench.reliability
