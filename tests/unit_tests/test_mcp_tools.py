@@ -216,3 +216,13 @@ def test_the_setting_must_name_a_file(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("EXPRESSWAY_MCP_CONFIG", str(tmp_path / "missing.json"))
     with pytest.raises(ConfigurationError, match="EXPRESSWAY_MCP_CONFIG"):
         Context()
+
+
+async def test_the_mcp_benchmark_reports_its_figures() -> None:
+    from bench.mcp_calls import run
+
+    report = await run(kept_calls=3, new_process_calls=1, concurrency=4, latency_s=0.3)
+    assert report["concurrent_all_ok"]
+    for figure in ("kept_session_call", "new_process_per_call"):
+        assert set(report[figure]) == {"p50_ms", "max_ms"}
+    assert report["first_start_s"] > 0 and report["concurrent_wall_s"] >= 0.3
