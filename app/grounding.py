@@ -1,13 +1,13 @@
 """Whether an answer's facts come from its tool results: a mechanical check the fork check uses.
 
-A *fact* is a number (`1,200`, `55.12`) or a capitalized word or code (`Denver`, `SKU-1005`) in
-the text, minus a fixed list of common words that start sentences (`The`, `Sorry`, ...). A fact
-of the answer is *backed* when it also occurs in the question or in an ok tool result: a number
-when some number there, rounded to the answer's decimals, equals it (`55.1` is backed by
-`55.12`); a word when it occurs there ignoring case. An answer is *grounded* when every one of its
-facts is backed; so an answer with no ok tool result is grounded only when it states no fact that
-is not in the question. A result is *used* when one of its own facts (not in the question) occurs
-in the answer.
+A *fact* is a number (`1,200`, `55.12`) or a capitalized word or code (`Denver`, `SKU-1005`;
+`Osaka's` counts as `Osaka`), less a fixed list of common words that start sentences (`The`,
+`Sorry`, ...). A fact of the answer is *backed* when it also occurs in the question or in an ok
+tool result: a number when some number there, rounded to the answer's decimals, equals it (`55.1`
+is backed by `55.12`); a word when it occurs there ignoring case. An answer is *grounded* when
+every one of its facts is backed; so an answer with no ok tool result is grounded only when it
+states no fact that is not in the question. A result is *used* when it backs a fact of the
+answer that the question alone does not.
 
 Limits: a fact written differently (`twelve`, `1.2k`, `Deutschland`) counts as unbacked, and an
 invented fact in lower case (`the tent is green`) is not seen; a number a tool did not return but
@@ -18,9 +18,9 @@ import re
 from collections.abc import Iterable
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
-_NUMBER = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?")
+_NUMBER = re.compile(r"(?<![\w.])\d+(?:,\d{3})*(?:\.\d+)?")
 _WORD = re.compile(r"\b[A-Z][\w'’-]*")
-_POSSESSIVE = re.compile(r"['’]s$")
+_CONTRACTION = re.compile(r"['’](s|m|re|ll|ve|d|t)$")  # Osaka's, I'm, We're
 COMMON_WORDS = frozenset(
     """a about according after all also an and answer any are as at based be because before
     best but by can certainly could currently dear do does dr for from great had has have he
@@ -43,7 +43,7 @@ def numbers(text: str) -> list[Decimal]:
 
 def words(text: str) -> set[str]:
     """Capitalized words and codes, less the common words that start sentences."""
-    found = {_POSSESSIVE.sub("", word).strip("'’-") for word in _WORD.findall(text)}
+    found = {_CONTRACTION.sub("", word).strip("'’-") for word in _WORD.findall(text)}
     return {word for word in found if word and word.lower() not in COMMON_WORDS}
 
 

@@ -95,6 +95,7 @@ def test_grounding_backs_numbers_and_names_from_results_only() -> None:
     # No result at all: only facts already in the question are allowed.
     assert unbacked_facts("I could not look up the Basecamp 3 tent.", [question]) == []
     assert unbacked_facts("It weighs 1,200 g.", [question]) == ["1,200"]
+    assert unbacked_facts("I'm sure Osaka's stock came in 2023, sadly.", ["Osaka"]) == ["2023"]
 
 
 async def test_the_report_judges_plan_arguments_results_and_grounding() -> None:
