@@ -23,8 +23,9 @@ async def plan_and_schedule(
     `plan.error`, `task.started` and `task.finished`."""
     context, route = runtime.context, state.route
     assert route is not None, "route_request runs first"
-    plan_started = now()
+    # First, so an MCP server's start on a first run counts as tool time, not planning.
     tools = await toolbox.run_tools(context)
+    plan_started = now()
     runner = TaskRunner(
         tools,
         state.started_at,

@@ -32,9 +32,9 @@ async def propose_tool_calls(
     in this mode every call is independent."""
     context, route = runtime.context, state.route
     assert route is not None, "route_request runs first"
+    tools = await toolbox.run_tools(context)  # first: an MCP server's start is not planning
     started = now()
     model = tier_model(context, route.tier, toolbox.models)
-    tools = await toolbox.run_tools(context)
     messages = planner_messages(last_question(state), tools)
     errors: list[str] = []
     try:

@@ -109,6 +109,16 @@ async def test_mcp_tools_are_planned_run_in_parallel_timed_out_and_isolated(serv
     assert events[-1]["type"] == "run.finished"
 
 
+async def test_mcp_tools_fan_out_in_parallel_calls_mode(servers) -> None:
+    plan = _plan(("remote_lookup", {"key": "pq"}), ("remote_lookup", {"key": "rst"}))
+    model = ScriptedChatModel(plans=[plan], answer="pq = 14, rst = 21.")
+    graph = build_graph(tools=[], mcp_servers=servers, models={"fast": model, "frontier": model})
+    done = _finished(await _run(graph, execution_mode="parallel_calls"))
+    first, second = done["remote_lookup#1"], done["remote_lookup#2"]
+    assert (first["output"], second["output"]) == ("pq = 14", "rst = 21")
+    assert max(first["started"], second["started"]) < min(first["t"], second["t"])
+
+
 async def test_a_server_that_dies_mid_run_fails_its_call_and_restarts_on_the_next() -> None:
     servers = MCPServers({"lookup": SERVER})
     try:
