@@ -71,7 +71,10 @@ class Context:
     )
     force_tier: str = field(
         default="",
-        metadata={"description": "Send every request to this tier ('fast' or 'frontier')."},
+        metadata={
+            "description": "Send every request to this tier ('fast', 'frontier' or one the "
+            "routing table's `tiers:` section adds)."
+        },
     )
     execution_mode: str = field(
         default="compiler",
