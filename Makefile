@@ -8,7 +8,7 @@ export TRANSFORMERS_OFFLINE := 1
 # when it can be reached; machines with a local wheel folder configured in pip find it there.
 TORCH_INDEX := $(shell python3 -c "import socket; socket.create_connection(('download.pytorch.org', 443), 2)" 2>/dev/null && echo --extra-index-url https://download.pytorch.org/whl/cpu)
 
-.PHONY: setup ask serve-local test unit integration lint format demo-db train-router reliability bench
+.PHONY: setup ask serve-local test unit integration lint format demo-db train-router reliability bench fork-check rename
 
 setup: $(VENV)/.installed
 
@@ -49,6 +49,20 @@ demo-db:
 
 train-router: setup
 	$(PY) -m routers.train
+
+# Rename a fork: `make rename TO=acme-agent` sets the distribution name (pyproject.toml) and the
+# compiled graph's name (graphs/agent.py); the packages and the `expressway` command keep theirs.
+rename:
+	@echo "$(TO)" | grep -Eq '^[a-z][a-z0-9_-]*$$' || { echo 'usage: make rename TO=my-agent (lower case, digits, - or _)'; exit 2; }
+	sed -i 's/^name = ".*"/name = "$(TO)"/' pyproject.toml
+	sed -i 's/^    name: str = ".*",$$/    name: str = "$(TO)",/' graphs/agent.py
+	@grep -n '^name = \|^    name: str = ' pyproject.toml graphs/agent.py
+
+# The fork check on your tools: `make fork-check TOOLS=my_tools.py QUESTIONS=my_questions.jsonl`.
+TOOLS ?= examples/fork_check/warehouse_tools.py
+QUESTIONS ?= examples/fork_check/questions.jsonl
+fork-check: setup
+	$(VENV)/bin/expressway check-tools --tools $(TOOLS) --questions $(QUESTIONS) $(ARGS)
 
 reliability: setup
 	$(PY) -m bench.reliability

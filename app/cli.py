@@ -1,18 +1,18 @@
-"""The `expressway` command: ask a question, serve the embedded model, route text."""
+"""The `expressway` command: ask a question, serve the embedded model, route text, check tools."""
 
 import argparse
 import asyncio
 import json
 import sys
 from collections.abc import Callable
-from typing import Any, TextIO, get_args
+from typing import Any, TextIO
 
 from app.embedded import EmbeddedBackendError, EmbeddedServer, start_server
-from expressway.context import ConfigurationError, Context, TierName
+from expressway.context import ConfigurationError, Context
 from expressway.events import iter_events
 from expressway.heap import freeze_static_heap
 from expressway.models import BackendUnavailableError, check_backend
-from routers import RoutingTableError, classify
+from routers import RoutingTableError, classify, load_routing_table
 
 EXIT_USAGE, EXIT_BACKEND, EXIT_RUN = 2, 3, 4
 STAGES = ("route", "plan", "tools", "answer", "ttft", "total")
@@ -24,7 +24,7 @@ def _say(message: str) -> None:
 
 def ensure_backends(context: Context, progress: Callable[[str], None] = _say) -> None:
     """Start the embedded server if a tier uses it and it is not running; check the others."""
-    tiers: tuple[TierName, ...] = get_args(TierName)
+    tiers = context.tier_names()
     if any(context.uses_embedded(tier) for tier in tiers):
         server = start_server(context.embedded_port, progress)
         if server.process is not None:
@@ -108,13 +108,20 @@ async def run_question(
         on_event(event)
 
 
+def run_context(args: argparse.Namespace) -> Context:
+    """The settings from the environment with the command's --mode and --tier. The routing table
+    is loaded first: it declares the tiers beyond fast and frontier that --tier may name."""
+    load_routing_table()
+    overrides = {"execution_mode": args.mode, "force_tier": args.tier}
+    return Context(**{name: value for name, value in overrides.items() if value})
+
+
 def cmd_ask(args: argparse.Namespace) -> int:
     question = " ".join(args.question).strip()
     if not question:
         _say('usage: expressway ask "your question"  (the question is empty)')
         return EXIT_USAGE
-    overrides = {"execution_mode": args.mode, "force_tier": args.tier}
-    context = Context(**{name: value for name, value in overrides.items() if value})
+    context = run_context(args)
     ensure_backends(context)
     if args.json:
         render: Callable[[dict[str, Any]], None] = lambda e: print(json.dumps(e), flush=True)  # noqa: E731
@@ -175,7 +182,55 @@ def cmd_route(args: argparse.Namespace) -> int:
     return 0
 
 
-BENCHMARKS = ("fanout", "eager", "stream", "route", "e2e", "serving", "load", "durability")
+def cmd_check_tools(args: argparse.Namespace) -> int:
+    """The fork check (app/check_tools.py): plan, call and answer with the module's tools."""
+    from app import check_tools
+
+    context = run_context(args)
+    try:
+        tools = check_tools.load_tools(args.tools) if args.tools else []
+        questions = check_tools.load_questions(args.questions)[: args.limit or None]
+    except check_tools.CheckInputError as error:
+        _say(f"check-tools: {error}")
+        return EXIT_USAGE
+    if not tools and not context.mcp_config:
+        _say("check-tools: give --tools MODULE_OR_FILE, or set EXPRESSWAY_MCP_CONFIG (or both)")
+        return EXIT_USAGE
+    ensure_backends(context)
+    mcp = f" and the MCP servers of {context.mcp_config}" if context.mcp_config else ""
+    _say(f"checking {len(questions)} questions with {', '.join(t.name for t in tools)}{mcp}")
+    number = 0
+
+    def show(row: dict[str, Any]) -> None:
+        nonlocal number
+        number += 1
+        if not args.json:
+            print("\n".join(check_tools.question_lines(row, number)), flush=True)
+
+    try:
+        report = asyncio.run(check_tools.run_check(tools, questions, context, show))
+    except check_tools.CheckInputError as error:
+        _say(f"check-tools: {error}")
+        return EXIT_USAGE
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print("\n".join(check_tools.summary_lines(report)))
+    goals_met = all(goal["met"] for goal in report["totals"]["goals"].values())
+    return EXIT_RUN if args.strict and not goals_met else 0
+
+
+BENCHMARKS = (
+    "fanout",
+    "eager",
+    "stream",
+    "route",
+    "e2e",
+    "serving",
+    "load",
+    "durability",
+    "mcp_calls",
+)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -195,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("question", nargs="*", help="the question")
     ask.add_argument("--json", action="store_true", help="print one JSON event per line")
     ask.add_argument("--mode", choices=["compiler", "parallel_calls"], help="execution mode")
-    ask.add_argument("--tier", choices=["fast", "frontier"], help="force a tier")
+    ask.add_argument("--tier", help="force a tier (fast, frontier or one the table adds)")
     ask.set_defaults(handler=cmd_ask)
 
     serve = commands.add_parser("serve-local", help="run the embedded vLLM until Ctrl-C")
@@ -211,6 +266,18 @@ def build_parser() -> argparse.ArgumentParser:
     route.add_argument("--file", help="JSON lines with a `text` field")
     route.add_argument("--json", action="store_true")
     route.set_defaults(handler=cmd_route)
+
+    check = commands.add_parser(
+        "check-tools", help="the fork check: plan, call and answer with your own tools"
+    )
+    check.add_argument("--tools", help="a .py file or module of your tools (MCP: see README)")
+    check.add_argument("--questions", required=True, help="JSON lines: question, expected_tools")
+    check.add_argument("--json", action="store_true", help="one JSON report on stdout")
+    check.add_argument("--limit", type=int, default=0, help="check only the first N questions")
+    check.add_argument("--mode", choices=["compiler", "parallel_calls"], help="execution mode")
+    check.add_argument("--tier", help="force a tier for every question")
+    check.add_argument("--strict", action="store_true", help="exit 4 when a goal is not met")
+    check.set_defaults(handler=cmd_check_tools)
 
     bench = commands.add_parser("bench", help="run a benchmark and print its JSON report")
     bench.add_argument("name", choices=BENCHMARKS)

@@ -2,16 +2,33 @@
 
 import os
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Literal, get_args
 
 ExecutionMode = Literal["compiler", "parallel_calls"]
 PlanCacheMode = Literal["off", "speculate", "trust"]
-TierName = Literal["fast", "frontier"]
+BUILT_IN_TIERS = ("fast", "frontier")
+TierName = str  # a built-in tier, or one added in the routing table's `tiers:` section
 ENV_PREFIX = "EXPRESSWAY_"
 
 
 class ConfigurationError(ValueError):
     """A setting is missing or wrong; the message names the variable and the fix."""
+
+
+@dataclass(frozen=True)
+class TierEndpoint:
+    """A tier added in the routing table's `tiers:` section (the built-in tiers are the Context's
+    fast_* and frontier_* fields)."""
+
+    model: str
+    base_url: str = ""  # empty: the embedded server
+    api_key_env: str = ""  # the variable holding its API key, read when its client is built
+
+
+# The routing table (routers/table.py) registers its added tiers here when it is loaded, which
+# build_graph does: the core cannot import the routers, and every run reaches the same tiers.
+ADDED_TIERS: dict[str, TierEndpoint] = {}
 
 
 def _parse(name: str, raw: str, kind: type) -> object:
@@ -55,7 +72,10 @@ class Context:
     )
     force_tier: str = field(
         default="",
-        metadata={"description": "Send every request to this tier ('fast' or 'frontier')."},
+        metadata={
+            "description": "Send every request to this tier ('fast', 'frontier' or one the "
+            "routing table's `tiers:` section adds)."
+        },
     )
     execution_mode: str = field(
         default="compiler",
@@ -103,6 +123,17 @@ class Context:
     embedded_port: int = field(
         default=8000, metadata={"description": "Port of the embedded local vLLM server."}
     )
+    mcp_config: str = field(
+        default="",
+        metadata={
+            "description": "Path of a JSON file in the standard `mcpServers` format: the tools of "
+            "those MCP servers join the run's tools (each server starts on first use)."
+        },
+    )
+    mcp_startup_timeout_s: float = field(
+        default=30.0,
+        metadata={"description": "Seconds an MCP server may take to start and list its tools."},
+    )
 
     def __post_init__(self) -> None:
         for spec in fields(self):
@@ -125,9 +156,10 @@ class Context:
                 f"EXPRESSWAY_PLAN_CACHE={self.plan_cache!r}: "
                 f"use one of {', '.join(get_args(PlanCacheMode))}"
             )
-        if self.force_tier and self.force_tier not in get_args(TierName):
+        if self.force_tier and self.force_tier not in self.tier_names():
             raise ConfigurationError(
-                f"EXPRESSWAY_FORCE_TIER={self.force_tier!r}: use 'fast', 'frontier' or leave empty"
+                f"EXPRESSWAY_FORCE_TIER={self.force_tier!r}: use one of "
+                f"{', '.join(self.tier_names())} or leave it empty"
             )
         for name in (
             "model_timeout_s",
@@ -135,10 +167,11 @@ class Context:
             "max_concurrency",
             "max_plan_tasks",
             "max_question_chars",
+            "mcp_startup_timeout_s",
         ):
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"EXPRESSWAY_{name.upper()} must be greater than 0")
-        for tier in get_args(TierName):
+        for tier in BUILT_IN_TIERS:
             url = getattr(self, f"{tier}_base_url")
             if url and not url.startswith(("http://", "https://")):
                 raise ConfigurationError(
@@ -146,16 +179,52 @@ class Context:
                     "https:// (for example http://gpu-host:8000/v1)"
                 )
 
+        if self.mcp_config and not Path(self.mcp_config).is_file():
+            raise ConfigurationError(
+                f"EXPRESSWAY_MCP_CONFIG={self.mcp_config!r} is not a file: give the path of a "
+                'JSON file like {"mcpServers": {"name": {"command": "...", "args": [...]}}}'
+            )
+
     @property
     def embedded_base_url(self) -> str:
         return f"http://127.0.0.1:{self.embedded_port}/v1"
 
+    def tier_names(self) -> tuple[TierName, ...]:
+        return (*BUILT_IN_TIERS, *ADDED_TIERS)
+
+    def added_tier(self, tier: TierName) -> TierEndpoint | None:
+        """The routing table's entry for an added tier; None for a built-in one."""
+        if tier in BUILT_IN_TIERS:
+            return None
+        if tier not in ADDED_TIERS:
+            raise ConfigurationError(
+                f"unknown tier {tier!r}: the tiers are {', '.join(self.tier_names())}; add one "
+                "in the `tiers:` section of routers/routing_table.yaml"
+            )
+        return ADDED_TIERS[tier]
+
     def base_url(self, tier: TierName) -> str:
         """The tier's endpoint: its own URL, or the embedded server's when none is set."""
-        return getattr(self, f"{tier}_base_url") or self.embedded_base_url
+        return self.own_base_url(tier) or self.embedded_base_url
+
+    def own_base_url(self, tier: TierName) -> str:
+        added = self.added_tier(tier)
+        return added.base_url if added else getattr(self, f"{tier}_base_url")
 
     def model_name(self, tier: TierName) -> str:
-        return getattr(self, f"{tier}_model")
+        added = self.added_tier(tier)
+        return added.model if added else getattr(self, f"{tier}_model")
 
     def uses_embedded(self, tier: TierName) -> bool:
-        return not getattr(self, f"{tier}_base_url")
+        return not self.own_base_url(tier)
+
+    def api_key_env(self, tier: TierName) -> str:
+        """The variable holding the tier's API key (empty: none)."""
+        added = self.added_tier(tier)
+        return added.api_key_env if added else f"{ENV_PREFIX}{tier.upper()}_API_KEY"
+
+    def base_url_setting(self, tier: TierName) -> str:
+        """Where the tier's URL is set, for error messages."""
+        if self.added_tier(tier):
+            return f"`base_url` of tier {tier!r} in the routing table"
+        return f"{ENV_PREFIX}{tier.upper()}_BASE_URL"

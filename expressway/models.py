@@ -1,4 +1,4 @@
-"""The two model tiers as OpenAI-compatible chat models (langchain-openai `ChatOpenAI`, with the
+"""The model tiers as OpenAI-compatible chat models (langchain-openai `ChatOpenAI`, with the
 leaner token stream of expressway/openai_stream.py)."""
 
 import asyncio
@@ -36,7 +36,7 @@ def _openai_model(
         base_url=base_url,
         model=model,
         # The key is read here and never stored in state or events; local vLLM needs none.
-        api_key=os.environ.get(api_key_env) or "not-needed",
+        api_key=(os.environ.get(api_key_env) if api_key_env else None) or "not-needed",
         timeout=timeout_s,
         max_retries=1,
         temperature=0,
@@ -55,7 +55,7 @@ def tier_model(
         context.base_url(tier),
         context.model_name(tier),
         context.model_timeout_s,
-        f"EXPRESSWAY_{tier.upper()}_API_KEY",
+        context.api_key_env(tier),
     )
 
 
@@ -67,7 +67,7 @@ def unreachable(context: Context, tier: TierName) -> BackendUnavailableError:
         variable = "EXPRESSWAY_EMBEDDED_PORT"
     else:
         fix = "check the server is up and the URL is right"
-        variable = f"EXPRESSWAY_{tier.upper()}_BASE_URL"
+        variable = context.base_url_setting(tier)
     return BackendUnavailableError(
         f"the {tier} tier's backend at {url} is unreachable ({variable}); {fix}."
     )

@@ -9,6 +9,9 @@ from langchain_core.tools import BaseTool
 from langchain_core.tools import tool as as_tool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
+from expressway.context import Context
+from expressway.mcp_tools import MCPServers, configured_servers, drop_duplicate_names
+
 READ_ONLY = "read_only"
 PLAN_EXAMPLES = "plan_examples"
 # MCP servers declare the same thing as a tool annotation; langchain-mcp-adapters puts the
@@ -92,3 +95,16 @@ class Toolbox:
 
     tools: list[BaseTool]
     models: Mapping[str, BaseChatModel] = field(default_factory=dict)
+    mcp_servers: MCPServers | None = None
+
+    async def run_tools(self, context: Context) -> list[BaseTool]:
+        """The local tools, then the tools of the MCP servers given to build_graph and of the file
+        named by `context.mcp_config` (each server starts on the first run that needs it)."""
+        sources = [self.mcp_servers] if self.mcp_servers else []
+        if context.mcp_config:
+            sources.append(configured_servers(context.mcp_config))
+        if not sources:
+            return self.tools
+        timeout_s = context.mcp_startup_timeout_s
+        remote = [tool for source in sources for tool in await source.tools(timeout_s)]
+        return drop_duplicate_names([*self.tools, *remote])

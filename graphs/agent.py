@@ -5,7 +5,8 @@
                   --(no tools needed)-------------------------------------------------> answer
 
 `graph` is what langgraph.json serves; `build_graph` lets an importing service pass its own tools,
-chat models per tier and checkpointer. Importing this module starts nothing and calls nothing.
+MCP servers, chat models per tier and checkpointer. Importing this module starts nothing and calls
+nothing (MCP servers start on the first run that needs their tools).
 """
 
 from collections.abc import Callable, Iterable, Mapping
@@ -21,6 +22,7 @@ from langgraph.store.base import BaseStore
 from langgraph.types import Checkpointer
 
 from expressway.context import Context
+from expressway.mcp_tools import MCPServers
 from expressway.state import InputState, State
 from expressway.toolbox import Toolbox, as_tools
 from nodes.answer import answer
@@ -51,6 +53,7 @@ def build_graph(
     checkpointer: Checkpointer = None,
     store: BaseStore | None = None,
     name: str = "expressway",
+    mcp_servers: MCPServers | Mapping[str, Mapping[str, Any]] | None = None,
 ) -> CompiledStateGraph:
     """Compile the agent.
 
@@ -58,8 +61,12 @@ def build_graph(
     models: chat models that replace the "fast" and/or "frontier" endpoints from the context.
     store: where plan templates are shared (e.g. AsyncPostgresStore across replicas). Leave it
     None under the LangGraph server, which brings its own; None elsewhere keeps them in memory.
+    mcp_servers: MCP servers whose tools join `tools`: an `MCPServers` (which you close), or
+        `mcpServers` entries by name ({"command": ..., "args": [...]} or {"url": ...}).
     """
-    toolbox = Toolbox(tools=as_tools(tools), models=dict(models or {}))
+    if mcp_servers is not None and not isinstance(mcp_servers, MCPServers):
+        mcp_servers = MCPServers(mcp_servers)
+    toolbox = Toolbox(tools=as_tools(tools), models=dict(models or {}), mcp_servers=mcp_servers)
     # Read the routing table and model now: a broken one fails at startup, naming the file.
     load_routing_table()
     load_task_model()

@@ -11,6 +11,7 @@ import asyncio
 import logging
 from typing import Any
 
+from langchain_core.tools import BaseTool
 from langgraph.runtime import Runtime
 
 from expressway.context import Context
@@ -28,15 +29,15 @@ logger = logging.getLogger(__name__)
 _BACKGROUND: set[asyncio.Task[None]] = set()
 
 
-def trusted(match: Match | None, context: Context, toolbox: Toolbox) -> bool:
+def trusted(match: Match | None, context: Context, tools: list[BaseTool]) -> bool:
     """Whether "trust" mode may run a template without the planner: confirmed often enough, and
     every call read-only (a wrong guess must not have side effects)."""
-    tools = {tool.name: tool for tool in toolbox.tools}
+    by_name = {tool.name: tool for tool in tools}
     return (
         match is not None
         and context.plan_cache == "trust"
         and match.confirmed >= TRUSTED_AFTER
-        and all(tool in tools and is_read_only(tools[tool]) for tool, _ in match.calls)
+        and all(tool in by_name and is_read_only(by_name[tool]) for tool, _ in match.calls)
     )
 
 
@@ -51,35 +52,37 @@ async def plan_and_schedule(
     `plan.task`, `plan.error`, `plan.finished`, `task.started` and `task.finished`."""
     context, route = runtime.context, state.route
     assert route is not None, "route_request runs first"
+    # First, so an MCP server's start on a first run counts as tool time, not planning.
+    tools = await toolbox.run_tools(context)
     plan_started = now()
     question = last_question(state)
     runner = TaskRunner(
-        toolbox.tools,
+        tools,
         state.started_at,
         context.tool_timeout_s,
         context.max_concurrency,
         previous=state.results,
     )
     first_plan = not state.results and not state.plan_errors
-    cache = PlanCache(runtime.store, toolbox.tools) if context.plan_cache != "off" else None
+    cache = PlanCache(runtime.store, tools) if context.plan_cache != "off" else None
     match = await cache.lookup(question) if cache and first_plan else None
     speculated = [call for call in match.calls if runner.speculate(*call)] if match else []
     if speculated:
         calls = [{"tool": tool, "args": args} for tool, args in speculated]
         emit(state.started_at, "speculation.started", calls=calls)
-    from_cache = trusted(match, context, toolbox)
+    from_cache = trusted(match, context, tools)
     errors: list[str] = []
     planned: list[PlannedTask] = []
     warm_up: asyncio.Future[None] | None = None
     try:
         if match is not None and from_cache:
-            steps = replay_plan(match.calls, toolbox.tools, context.max_plan_tasks)
+            steps = replay_plan(match.calls, tools, context.max_plan_tasks)
         else:
-            messages = planner_messages(question, toolbox.tools, state.results, state.plan_errors)
+            messages = planner_messages(question, tools, state.results, state.plan_errors)
             steps = stream_plan(
                 tier_model(context, route.tier, toolbox.models),
                 messages,
-                toolbox.tools,
+                tools,
                 context.max_plan_tasks,
                 id_offset=max((result.id for result in state.results), default=0),
                 min_tasks=int(route.require_tools),

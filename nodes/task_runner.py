@@ -23,6 +23,7 @@ from expressway.state import REFERENCE, PlannedTask, TaskResult, call_key
 from expressway.toolbox import is_read_only
 
 MAX_OUTPUT_CHARS = 4000
+CONTENT_BLOCK_TYPES = frozenset({"text", "image", "audio", "video", "file"})  # LangChain's
 # Threads are created lazily, so a large pool costs nothing until sync tools run in parallel.
 _SYNC_TOOL_POOL = ThreadPoolExecutor(max_workers=256, thread_name_prefix="expressway-tool")
 
@@ -55,6 +56,7 @@ def _direct_call(tool: BaseTool) -> bool:
     when LangSmith tracing is on, so tool spans appear there."""
     return (
         isinstance(tool, StructuredTool)
+        and tool.response_format == "content"  # content_and_artifact: invoke splits the pair
         and isinstance(tool.args_schema, type)
         and issubclass(tool.args_schema, BaseModel)
         and not tracing_is_enabled()
@@ -81,9 +83,23 @@ async def call_tool(tool: BaseTool, args: dict[str, Any], timeout_s: float) -> s
     else:
         context = contextvars.copy_context()
         call = asyncio.get_running_loop().run_in_executor(_SYNC_TOOL_POOL, context.run, run_sync)
-    output = await asyncio.wait_for(call, timeout=timeout_s)
+    return output_text(await asyncio.wait_for(call, timeout=timeout_s))
+
+
+def output_text(output: Any) -> str:
+    """A tool's return value as text for the answer. Content blocks (what LangChain tools with
+    `response_format="content_and_artifact"`, such as langchain-mcp-adapters' MCP tools, return)
+    become their text, with a note for each non-text block."""
     if isinstance(output, str):
         return output
+    if (
+        isinstance(output, list)
+        and output
+        and all(
+            isinstance(block, dict) and block.get("type") in CONTENT_BLOCK_TYPES for block in output
+        )
+    ):
+        return "\n".join(block.get("text") or f"[{block['type']} content]" for block in output)
     try:
         return json.dumps(output, default=str)
     except (TypeError, ValueError):

@@ -32,15 +32,16 @@ async def propose_tool_calls(
     in this mode every call is independent."""
     context, route = runtime.context, state.route
     assert route is not None, "route_request runs first"
+    tools = await toolbox.run_tools(context)  # first: an MCP server's start is not planning
     started = now()
     model = tier_model(context, route.tier, toolbox.models)
-    messages = planner_messages(last_question(state), toolbox.tools)
+    messages = planner_messages(last_question(state), tools)
     errors: list[str] = []
     try:
         plan = stream_plan(
             model,
             messages,
-            toolbox.tools,
+            tools,
             context.max_plan_tasks,
             min_tasks=int(route.require_tools),
         )
@@ -68,7 +69,8 @@ async def run_tool_call(
     """Read one call; write its result to `results` (the answer orders them by call id).
     Emits `task.started` and `task.finished`."""
     call, timeout_s = branch.call, runtime.context.tool_timeout_s
-    tool = next(tool for tool in toolbox.tools if tool.name == call.tool)
+    tools = await toolbox.run_tools(runtime.context)
+    tool = next(tool for tool in tools if tool.name == call.tool)
     result = await execute_call(
         call.id,
         call.tool,
