@@ -1,11 +1,11 @@
 """Which tools fit a question, and the example plans the planner is shown for it.
 
 Planning must not depend on hand-written examples of the user's tools. So the planner is shown,
-for each question: the hand-written example plans most similar to it that use only the graph's
-tools (the demo tools have them); then, for the tools that fit the question best (ranked by a
-sentence encoder: question vs. each tool's name, description and arguments), the examples their
-authors attached (`expressway.toolbox.example`) or one derived from the tool's own description
-and argument schema. The best-fitting tools are also named under the question.
+for each question, the hand-written example plans most similar to it that use only the graph's
+tools (the demo tools have them); failing those, an example of the tools that fit the question
+best (ranked by a sentence encoder: question vs. each tool's name, description and arguments):
+the example its author attached (`expressway.toolbox.example`) or one derived from the tool's
+own description and argument schema. The best-fitting tools are also named under the question.
 """
 
 import json
@@ -107,25 +107,27 @@ class ToolCatalog:
     def examples(
         self, question: str, fitting: Sequence[BaseTool], count: int = 2
     ) -> list[tuple[str, Steps]]:
-        """Up to `count` (question, steps) examples, most relevant last: hand-written plans
-        similar to the question, then examples of the fitting tools not yet shown."""
+        """(question, steps) examples, most relevant last: up to `count` hand-written plans similar
+        to the question; failing those, one example of the best-fitting tool, or of the two best
+        together when two fit (a small model plans as many steps as its example shows)."""
         chosen = similar_examples(question, {tool.name for tool in self.tools}, count)
-        shown = {tool for _, steps in chosen for tool, _ in steps}
-        for tool in fitting:
-            if len(chosen) >= count:
-                break
-            if tool.name in shown:
-                continue
-            given = tool_examples(tool)
-            index = self.tools.index(tool)
-            chosen.insert(
-                0,
-                (given[0][0], [(tool.name, given[0][1])])
-                if given
-                else derived_example(tool, self.parameters[index]),
-            )
-            shown.add(tool.name)
-        return chosen
+        if chosen or not fitting:
+            return chosen
+        examples = [self.example_of(tool) for tool in fitting[:2]]
+        if len(examples) == 1:
+            return examples
+        (first_question, first_steps), (second_question, second_steps) = examples
+        joined = (
+            f"{first_question.rstrip('?.')}, and {second_question[0].lower()}{second_question[1:]}"
+        )
+        return [(joined, first_steps + second_steps)]
+
+    def example_of(self, tool: BaseTool) -> tuple[str, Steps]:
+        """The example its author attached to the tool, else one derived from its schema."""
+        given = tool_examples(tool)
+        if given:
+            return given[0][0], [(tool.name, given[0][1])]
+        return derived_example(tool, self.parameters[self.tools.index(tool)])
 
 
 @lru_cache(maxsize=1)
