@@ -49,7 +49,9 @@ class ToolCallReply:
         return self.arguments if isinstance(self.arguments, str) else json.dumps(self.arguments)
 
 
-Responder = Callable[[dict[str, Any]], "str | ToolCallReply"]
+# A reply: answer text, one tool call, or several in one turn (parallel function calling).
+Reply = "str | ToolCallReply | list[ToolCallReply]"
+Responder = Callable[[dict[str, Any]], Reply]
 
 
 @dataclass
@@ -197,19 +199,23 @@ class SimulatedBackend:
         if not fault.ignore_max_tokens:
             body["_max_tokens"] = body.get("max_completion_tokens") or body.get("max_tokens")
         reply = self.responder(body)
-        text = reply.arguments_json if isinstance(reply, ToolCallReply) else reply
-        finish = _finish_reason(body, text, reply)
+        calls = [reply] if isinstance(reply, ToolCallReply) else reply
+        if isinstance(calls, list):  # each call's arguments, decoded one after another
+            tokens = [(i, t) for i, c in enumerate(calls) for t in _TOKEN.findall(c.arguments_json)]
+        else:
+            tokens = [(0, token) for token in _TOKEN.findall(reply)]
+        finish = _finish_reason(body, len(tokens), isinstance(calls, list))
         if body.get("stream"):
-            return StreamingResponse(
-                self._stream(body, reply, finish), media_type="text/event-stream"
-            )
-        chunks = [piece async for piece in self._timed_tokens(body, text, uuid.uuid4().hex)]
+            stream = self._stream(body, calls if isinstance(calls, list) else None, tokens, finish)
+            return StreamingResponse(stream, media_type="text/event-stream")
+        sent = [pair async for pair in self._timed_tokens(body, tokens, uuid.uuid4().hex)]
         self.stats.completed += 1
-        message: dict[str, Any] = {"role": "assistant", "content": "".join(chunks)}
-        if isinstance(reply, ToolCallReply):
-            call = _tool_call(reply)
-            call["function"]["arguments"] = "".join(chunks)  # cut short by max_tokens, if it was
-            message = {"role": "assistant", "content": None, "tool_calls": [call]}
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(t for _, t in sent)}
+        if isinstance(calls, list):
+            tool_calls = [_tool_call(call) for call in calls]
+            for index, call in enumerate(tool_calls):  # cut short by max_tokens, if it was
+                call["function"]["arguments"] = "".join(t for i, t in sent if i == index)
+            message = {"role": "assistant", "content": None, "tool_calls": tool_calls}
         return JSONResponse(
             {
                 "id": f"chatcmpl-{uuid.uuid4().hex}",
@@ -223,13 +229,15 @@ class SimulatedBackend:
                         "finish_reason": finish,
                     }
                 ],
-                "usage": {"prompt_tokens": 0, "completion_tokens": len(chunks), "total_tokens": 0},
+                "usage": {"prompt_tokens": 0, "completion_tokens": len(sent), "total_tokens": 0},
             }
         )
 
     async def _timed_tokens(
-        self, body: dict[str, Any], text: str, request_id: str
-    ) -> AsyncIterator[str]:
+        self, body: dict[str, Any], tokens: list[tuple[int, str]], request_id: str
+    ) -> AsyncIterator[tuple[int, str]]:
+        """The reply's (owner, token) pairs at the profile's pace: the owner is the tool call a
+        token belongs to (0 for answer text)."""
         profile = self.profile_for(body)
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.profile.max_num_seqs)
@@ -237,20 +245,24 @@ class SimulatedBackend:
             self._active += 1
             try:
                 await asyncio.sleep(profile.ttft_s + self.prefill_s(body))
-                for index, token in enumerate(_TOKEN.findall(text)[: body.get("_max_tokens")]):
+                for index, (owner, token) in enumerate(tokens[: body.get("_max_tokens")]):
                     if index == body.get("_cut_after_tokens", -1):
                         raise ConnectionAbortedError("simulated stream cut")
                     if index:
                         slowdown = 1 + profile.batch_slowdown * (self._active - 1)
                         await asyncio.sleep(slowdown / profile.tokens_per_s)
-                    yield token
+                    yield owner, token
                     # Resumed once the server has written the chunk: its bytes are on the socket.
                     self.stats.chunks.append(SentChunk(request_id, index, token, time.monotonic()))
             finally:
                 self._active -= 1
 
     async def _stream(
-        self, body: dict[str, Any], reply: "str | ToolCallReply", finish_reason: str
+        self,
+        body: dict[str, Any],
+        calls: list[ToolCallReply] | None,
+        tokens: list[tuple[int, str]],
+        finish_reason: str,
     ) -> AsyncIterator[str]:
         request_id = f"chatcmpl-{uuid.uuid4().hex}"
         created, model = int(time.time()), body.get("model", "")
@@ -269,23 +281,19 @@ class SimulatedBackend:
         finished = False
         try:
             yield chunk({"role": "assistant", "content": ""})
-            if isinstance(reply, ToolCallReply):
-                call = _tool_call(reply)
-                arguments = call["function"].pop("arguments")
-                yield chunk(
-                    {
-                        "tool_calls": [
-                            {"index": 0, **call, "function": {**call["function"], "arguments": ""}}
-                        ]
-                    }
-                )
-                async for token in self._timed_tokens(body, arguments, request_id):
-                    yield chunk({"tool_calls": [{"index": 0, "function": {"arguments": token}}]})
-                yield chunk({}, finish_reason)
-            else:
-                async for token in self._timed_tokens(body, reply, request_id):
+            opened = -1
+            async for owner, token in self._timed_tokens(body, tokens, request_id):
+                if calls is None:
                     yield chunk({"content": token})
-                yield chunk({}, finish_reason)
+                    continue
+                while opened < owner:  # a call's id and name come before its arguments
+                    opened += 1
+                    call = _tool_call(calls[opened])
+                    call["function"]["arguments"] = ""
+                    yield chunk({"tool_calls": [{"index": opened, **call}]})
+                delta = {"index": owner, "function": {"arguments": token}}
+                yield chunk({"tool_calls": [delta]})
+            yield chunk({}, finish_reason)
             yield "data: [DONE]\n\n"
             finished = True
             self.stats.completed += 1
@@ -294,12 +302,12 @@ class SimulatedBackend:
                 self.stats.cancelled += 1
 
 
-def _finish_reason(body: dict[str, Any], text: str, reply: "str | ToolCallReply") -> str:
+def _finish_reason(body: dict[str, Any], tokens: int, calls_tools: bool) -> str:
     """ "length" when max_tokens cut the reply short, as vLLM reports it."""
     limit = body.get("_max_tokens")
-    if limit is not None and len(_TOKEN.findall(text)) > limit:
+    if limit is not None and tokens > limit:
         return "length"
-    return "tool_calls" if isinstance(reply, ToolCallReply) else "stop"
+    return "tool_calls" if calls_tools else "stop"
 
 
 def _tool_call(reply: ToolCallReply) -> dict[str, Any]:

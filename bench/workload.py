@@ -6,15 +6,18 @@ and the answer text; the simulated backend scripts both agents from it, and the 
 with an added, deterministic remote-like latency.
 """
 
+import asyncio
 import functools
 import json
 import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import takewhile
 from typing import Any
 
 from bench.simulator import ToolCallReply
+from expressway.toolbox import read_only
 from nodes.planner import encode_plan
 from tools import DEFAULT_TOOLS
 
@@ -30,6 +33,21 @@ class Question:
     def plan_json(self) -> str:
         """The plan a competent planner writes (dependencies are the "$N" references)."""
         return encode_plan([(tool, args) for tool, args, _ in self.calls])
+
+    def variant(self, *swaps: tuple[str, str]) -> "Question":
+        """The same question about other things: each (old, new) swapped in the text, the calls'
+        arguments and the answer, as a user asking the same kind of question would."""
+
+        def swap(text: str) -> str:
+            for old, new in swaps:
+                text = text.replace(old, new)
+            return text
+
+        calls = [
+            (tool, {k: swap(v) if isinstance(v, str) else v for k, v in args.items()}, deps)
+            for tool, args, deps in self.calls
+        ]
+        return Question(swap(self.text), calls, swap(self.answer))
 
 
 def _sql(query: str, deps: list[int] | None = None) -> Call:
@@ -275,6 +293,130 @@ QUESTIONS: list[Question] = [
 ]
 
 
+# Later questions of the same shapes as earlier ones, about other entities: the order a real
+# stream of requests has, where plan templates recur. They run after all of QUESTIONS, so the plan
+# cache starts empty and each template is first learned from a question above.
+VARIANTS: list[Question] = [
+    QUESTIONS[1].variant(("Tokyo", "Seoul"), ("Toronto", "Chicago")),
+    QUESTIONS[4].variant(("Canada", "Japan")),
+    QUESTIONS[6].variant(("Toronto", "Denver")),
+    QUESTIONS[8].variant(("09:00", "14:30"), ("Berlin", "Madrid"), ("Tokyo", "Seoul")),
+    QUESTIONS[9].variant(("Japan", "Sweden"), ("Canada", "Mexico")),
+    QUESTIONS[10].variant(("Japan", "Canada")),
+    QUESTIONS[12].variant(
+        ("3 pairs", "5 pairs"), ("3 *", "5 *"), ("2 headlamps", "4 headlamps"), ("2 *", "4 *")
+    ),
+    QUESTIONS[13].variant(("Ana Souza", "Kenji Watanabe")),
+    QUESTIONS[14].variant(("Madrid", "Paris"), ("London", "Rome"), ("Lagos", "Nairobi")),
+    QUESTIONS[15].variant(("Support", "Sales"), ("Tokyo", "Toronto")),
+    QUESTIONS[16].variant(("15%", "20%"), ("0.15", "0.20")),
+    QUESTIONS[19].variant(("1002", "1003"), ("1007", "1011")),
+    QUESTIONS[20].variant(("14:00", "16:00"), ("Toronto", "Denver"), ("Tokyo", "Seoul")),
+    QUESTIONS[23].variant(
+        ("Tokyo", "Seoul"),
+        ("Berlin", "Paris"),
+        ("Toronto", "Chicago"),
+        ("Europe/London", "Europe/Rome"),
+        ("London", "Rome"),
+    ),
+    QUESTIONS[25].variant(("Japan", "Canada")),
+]
+
+# A small film catalogue for the movie workload (invented ratings; real titles, years, directors).
+MOVIES: dict[str, tuple[int, str, str, int, float]] = {
+    "Inception": (2010, "Christopher Nolan", "science fiction, heist", 148, 8.8),
+    "Interstellar": (2014, "Christopher Nolan", "science fiction, drama", 169, 8.7),
+    "Memento": (2000, "Christopher Nolan", "mystery, thriller", 113, 8.4),
+    "Tenet": (2020, "Christopher Nolan", "science fiction, action", 150, 7.3),
+    "The Matrix": (1999, "Lana and Lilly Wachowski", "science fiction, action", 136, 8.7),
+    "Arrival": (2016, "Denis Villeneuve", "science fiction, drama", 116, 7.9),
+    "Gravity": (2013, "Alfonso Cuaron", "science fiction, thriller", 91, 7.7),
+    "Dunkirk": (2017, "Christopher Nolan", "war, drama", 106, 7.8),
+    "Heat": (1995, "Michael Mann", "crime, thriller", 170, 8.3),
+    "Collateral": (2004, "Michael Mann", "crime, thriller", 120, 7.5),
+    "Drive": (2011, "Nicolas Winding Refn", "crime, drama", 100, 7.8),
+    "Sicario": (2015, "Denis Villeneuve", "crime, thriller", 121, 7.6),
+    "Zodiac": (2007, "David Fincher", "mystery, crime", 157, 7.7),
+    "Prisoners": (2013, "Denis Villeneuve", "mystery, thriller", 153, 8.1),
+    "Se7en": (1995, "David Fincher", "crime, mystery", 127, 8.6),
+    "Fargo": (1996, "Joel Coen", "crime, comedy", 98, 8.1),
+    "Alien": (1979, "Ridley Scott", "science fiction, horror", 117, 8.5),
+    "Aliens": (1986, "James Cameron", "science fiction, action", 137, 8.4),
+    "Predator": (1987, "John McTiernan", "science fiction, action", 107, 7.8),
+    "The Thing": (1982, "John Carpenter", "science fiction, horror", 109, 8.2),
+    "Sunshine": (2007, "Danny Boyle", "science fiction, thriller", 107, 7.2),
+    "Moon": (2009, "Duncan Jones", "science fiction, drama", 97, 7.8),
+    "Solaris": (1972, "Andrei Tarkovsky", "science fiction, drama", 167, 8.0),
+    "Contact": (1997, "Robert Zemeckis", "science fiction, drama", 150, 7.5),
+    "Amelie": (2001, "Jean-Pierre Jeunet", "romance, comedy", 122, 8.3),
+    "Up": (2009, "Pete Docter", "animation, adventure", 96, 8.3),
+    "Coco": (2017, "Lee Unkrich", "animation, fantasy", 105, 8.4),
+    "Brave": (2012, "Mark Andrews", "animation, adventure", 93, 7.1),
+    "Frozen": (2013, "Chris Buck", "animation, musical", 102, 7.4),
+    "Shrek": (2001, "Andrew Adamson", "animation, comedy", 90, 7.9),
+    "Cars": (2006, "John Lasseter", "animation, comedy", 117, 7.2),
+    "Ratatouille": (2007, "Brad Bird", "animation, comedy", 111, 8.1),
+}
+
+
+@read_only
+def movie_info(title: str) -> str:
+    """Year, director, genres, runtime and rating of a film, by its title (e.g. Inception)."""
+    key = next((name for name in MOVIES if name.lower() == title.strip().lower()), None)
+    if key is None:
+        raise ValueError(f"no film titled {title!r} in the catalogue")
+    year, director, genres, minutes, rating = MOVIES[key]
+    return f"{key} ({year}), directed by {director}; {genres}; {minutes} min; rated {rating}"
+
+
+def _movie_question(references: list[str], options: list[str], best: str) -> Question:
+    """LLMCompiler's Movie Recommendation shape: eight independent lookups, then a comparison."""
+    text = (
+        f"Which movie is most similar to {', '.join(references[:-1])} and {references[-1]}: "
+        f"{', '.join(options[:-1])} or {options[-1]}?"
+    )
+    calls = [("movie_info", {"title": title}, []) for title in [*references, *options]]
+    answer = f"{best} is the closest match: it shares their genres, era and pacing."
+    return Question(text, calls, answer)
+
+
+# One shape, six times: the first run learns the template, the next five can reuse it.
+MOVIE_QUESTIONS: list[Question] = [
+    _movie_question(
+        ["Inception", "Interstellar", "Memento", "Tenet"],
+        ["The Matrix", "Arrival", "Gravity", "Dunkirk"],
+        "Arrival",
+    ),
+    _movie_question(
+        ["Heat", "Collateral", "Drive", "Sicario"],
+        ["Zodiac", "Prisoners", "Se7en", "Fargo"],
+        "Prisoners",
+    ),
+    _movie_question(
+        ["Alien", "Aliens", "Predator", "The Thing"],
+        ["Sunshine", "Moon", "Solaris", "Contact"],
+        "Sunshine",
+    ),
+    _movie_question(
+        ["Amelie", "Up", "Coco", "Brave"], ["Frozen", "Shrek", "Cars", "Ratatouille"], "Ratatouille"
+    ),
+    _movie_question(
+        ["Arrival", "Gravity", "Moon", "Contact"],
+        ["Solaris", "Interstellar", "Alien", "Tenet"],
+        "Interstellar",
+    ),
+    _movie_question(
+        ["Zodiac", "Se7en", "Prisoners", "Memento"],
+        ["Heat", "Fargo", "Drive", "Inception"],
+        "Memento",
+    ),
+]
+WORKLOADS: dict[str, list[Question]] = {
+    "default": [*QUESTIONS, *VARIANTS],
+    "movie": MOVIE_QUESTIONS,
+}
+
+
 def find_question(request: dict[str, Any]) -> Question:
     """The workload question a chat request is about (its user messages contain the text)."""
     user_text = " ".join(
@@ -282,16 +424,17 @@ def find_question(request: dict[str, Any]) -> Question:
         for message in request.get("messages", [])
         if message.get("role") == "user"
     )
-    for question in QUESTIONS:
+    for question in [*QUESTIONS, *VARIANTS, *MOVIE_QUESTIONS]:
         if question.text in user_text:
             return question
     raise LookupError(f"no workload question in request: {user_text[:120]!r}")
 
 
-def scripted_reply(request: dict[str, Any]) -> "str | ToolCallReply":
+def scripted_reply(request: dict[str, Any]) -> "str | ToolCallReply | list[ToolCallReply]":
     """What a competent model answers: the plan (structured output), the next tool call (a tool
-    calling request, one call per turn, references filled from earlier tool results), or the
-    final answer (a `final_answer` call when the request requires a tool call)."""
+    calling request; one call per turn when `parallel_tool_calls` is false, else every call whose
+    inputs are ready, in one turn; references filled from earlier tool results), or the final
+    answer (a `final_answer` call when the request requires a tool call)."""
     question = find_question(request)
     if "response_format" in request:
         return question.plan_json()
@@ -299,13 +442,21 @@ def scripted_reply(request: dict[str, Any]) -> "str | ToolCallReply":
         choice = request.get("tool_choice")
         named = choice.get("function", {}).get("name") if isinstance(choice, dict) else None
         results = [m["content"] for m in request["messages"] if m.get("role") == "tool"]
-        if len(results) < len(question.calls) and named in (None, question.calls[len(results)][0]):
-            tool, args, _ = question.calls[len(results)]
-            filled = {
-                name: _fill(value, results) if isinstance(value, str) else value
-                for name, value in args.items()
-            }
-            return ToolCallReply(tool, filled)
+        made = len(results)
+        if made < len(question.calls) and named in (None, question.calls[made][0]):
+            ready = question.calls[made : made + 1]
+            if named is None and request.get("parallel_tool_calls") is not False:
+                ready = list(
+                    takewhile(lambda call: all(d <= made for d in call[2]), question.calls[made:])
+                )
+            replies = [
+                ToolCallReply(
+                    tool,
+                    {k: _fill(v, results) if isinstance(v, str) else v for k, v in args.items()},
+                )
+                for tool, args, _ in ready
+            ]
+            return replies[0] if len(replies) == 1 else replies
         if choice not in (None, "auto", "none"):  # a tool call is required: answer through one
             return ToolCallReply("final_answer", {"answer": question.answer})
     return question.answer
@@ -317,18 +468,40 @@ def _fill(value: str, results: list[str]) -> str:
     return value
 
 
+def _latency(
+    tool: Callable[..., Any], low_s: float, high_s: float, kwargs: dict[str, Any]
+) -> float:
+    key = f"{tool.__name__}:{json.dumps(kwargs, sort_keys=True)}"
+    return low_s + (high_s - low_s) * (zlib.crc32(key.encode()) / 0xFFFFFFFF)
+
+
 def with_latency(tool: Callable[..., Any], low_s: float, high_s: float) -> Callable[..., Any]:
     """The real tool, after a deterministic remote-like wait in [low_s, high_s] per distinct call
     (the same call waits the same time in every agent)."""
 
     @functools.wraps(tool)
     def remote(**kwargs: Any) -> Any:
-        key = f"{tool.__name__}:{json.dumps(kwargs, sort_keys=True)}"
-        time.sleep(low_s + (high_s - low_s) * (zlib.crc32(key.encode()) / 0xFFFFFFFF))
+        time.sleep(_latency(tool, low_s, high_s, kwargs))
         return tool(**kwargs)
 
     return remote
 
 
-def workload_tools(low_s: float, high_s: float) -> list[Callable[..., Any]]:
-    return [with_latency(tool, low_s, high_s) for tool in DEFAULT_TOOLS]
+def with_async_latency(tool: Callable[..., Any], low_s: float, high_s: float) -> Callable[..., Any]:
+    """The same wait, as an async tool: the prebuilt peer's ToolNode runs a turn's async calls all
+    at once (its sync calls share a small thread pool), so it gets the kind that suits it."""
+
+    @functools.wraps(tool)
+    async def remote(**kwargs: Any) -> Any:
+        await asyncio.sleep(_latency(tool, low_s, high_s, kwargs))
+        return tool(**kwargs)
+
+    return remote
+
+
+def workload_tools(
+    low_s: float, high_s: float, asynchronous: bool = False
+) -> list[Callable[..., Any]]:
+    """The shipped tools and the film catalogue, each with its remote-like latency."""
+    wrap = with_async_latency if asynchronous else with_latency
+    return [wrap(tool, low_s, high_s) for tool in [*DEFAULT_TOOLS, movie_info]]

@@ -29,6 +29,7 @@ from nodes.answer import answer
 from nodes.joiner import join
 from nodes.plan_and_schedule import plan_and_schedule
 from nodes.tool_calls import fan_out_calls, propose_tool_calls, run_tool_call
+from nodes.tool_choice import tool_catalog
 from routers import load_routing_table
 from routers.classifier import load_task_model
 from routers.route_request import route_request
@@ -67,9 +68,11 @@ def build_graph(
     if mcp_servers is not None and not isinstance(mcp_servers, MCPServers):
         mcp_servers = MCPServers(mcp_servers)
     toolbox = Toolbox(tools=as_tools(tools), models=dict(models or {}), mcp_servers=mcp_servers)
-    # Read the routing table and model now: a broken one fails at startup, naming the file.
+    # Read the routing table and model now: a broken one fails at startup, naming the file. The
+    # planner's tool catalogue (the sentence encoder and the tools' embeddings) loads now too.
     load_routing_table()
     load_task_model()
+    tool_catalog(toolbox.tools)
     builder = StateGraph(State, input_schema=InputState, context_schema=Context)
 
     builder.add_node("route_request", route_request)

@@ -139,6 +139,7 @@ async def answer(state: State, runtime: Runtime[Context], *, toolbox: Toolbox) -
     context, route = runtime.context, state.route
     assert route is not None, "route_request runs first"
     answer_started = now()
+    emit(state.started_at, "answer.started", tier=route.tier)
     withheld = missing_results_answer(state)
     if withheld is None:
         parts, first_token_at = await stream_model_answer(state, context, toolbox)

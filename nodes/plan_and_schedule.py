@@ -48,13 +48,15 @@ async def plan_and_schedule(
     `results`, `plan_errors`, the `plan` timing (the plan stream's duration) and `speculation`
     counts.
 
-    Each task starts while the rest of the plan is still streaming. Emits `speculation.started`,
-    `plan.task`, `plan.error`, `plan.finished`, `task.started` and `task.finished`."""
+    Each task starts while the rest of the plan is still streaming. Emits `plan.started`,
+    `speculation.started`, `plan.task`, `plan.error`, `plan.finished`, `task.started` and
+    `task.finished`."""
     context, route = runtime.context, state.route
     assert route is not None, "route_request runs first"
     # First, so an MCP server's start on a first run counts as tool time, not planning.
     tools = await toolbox.run_tools(context)
     plan_started = now()
+    emit(state.started_at, "plan.started", replan=state.replans)
     question = last_question(state)
     runner = TaskRunner(
         tools,

@@ -36,9 +36,9 @@ def test_simulator_honours_ttft_and_inter_token_latency() -> None:
         arrivals = _stream_arrivals(simulator.base_url)
     assert arrivals[0] >= 0.2
     # The server's own send times: a loaded client may read chunks in bursts, the server never
-    # sends them faster than its decode speed.
+    # sends them faster than its decode speed (less the jitter of one socket write).
     sent = [chunk.sent_at for chunk in backend.stats.chunks]
-    assert min(later - earlier for earlier, later in pairwise(sent)) >= 1 / 50
+    assert min(later - earlier for earlier, later in pairwise(sent)) >= 0.9 / 50
     assert len(arrivals) > 10
 
 
