@@ -91,6 +91,8 @@ class SentenceEncoder:
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """One row per text; rows are unit vectors, so a dot product is the cosine similarity."""
+        if not texts:
+            return np.zeros((0, self.weights["embeddings.LayerNorm.weight"].shape[0]), np.float32)
         encodings = self.tokenizer.encode_batch(texts)  # type: ignore[attr-defined]
         ids = np.array([encoding.ids for encoding in encodings], dtype=np.int64)
         mask = np.array([encoding.attention_mask for encoding in encodings], dtype=np.float32)

@@ -101,6 +101,8 @@ class ToolCatalog:
     def fitting(self, question: str, most: int = 3) -> list[BaseTool]:
         """The tools scoring within FIT_MARGIN of the best (at most `most`), best first."""
         ranked = self.rank(question)
+        if not ranked:
+            return []
         best = ranked[0][1]
         return [tool for tool, score in ranked[:most] if score >= best - FIT_MARGIN]
 
