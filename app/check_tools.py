@@ -34,6 +34,7 @@ from expressway.mcp_tools import configured_servers
 from expressway.state import REFERENCE, TaskResult
 from expressway.toolbox import as_tools, tool_parameters
 from graphs.agent import build_graph
+from nodes.answer import describe
 
 SCHEMA_VERSION = 1
 PLAN_GOAL = 0.7  # questions needing tools whose plan calls every expected tool with valid args
@@ -191,7 +192,9 @@ async def check_question(
     messages = final.get("messages", [])
     answer = messages[-1].text if messages and messages[-1].type == "ai" else ""
     ok_results = [result for result in results if result.status == "ok"]
-    unbacked = unbacked_facts(answer, [question.text, *(r.output for r in ok_results)])
+    # An answer may say what failed (a call's arguments, its error): that is no tool-backed fact.
+    failures = [describe(result) for result in results if result.status == "error"]
+    unbacked = unbacked_facts(answer, [question.text, *(r.output for r in ok_results), *failures])
     finished = next((e for e in reversed(events) if e["type"] == "run.finished"), {})
     route = next((e for e in events if e["type"] == "route.decided"), {})
     return {

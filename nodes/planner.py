@@ -117,8 +117,9 @@ def planner_messages(
     fitting = catalog.fitting(question)
     for example_question, steps in catalog.examples(question, fitting):
         messages += [HumanMessage(example_question), AIMessage(encode_plan(steps))]
-    hint = FITTING_TOOLS_NOTE.format(tools=", ".join(tool.name for tool in fitting))
-    question = f"{question}\n{hint}"
+    if fitting:
+        hint = FITTING_TOOLS_NOTE.format(tools=", ".join(tool.name for tool in fitting))
+        question = f"{question}\n{hint}"
     if problems or previous:
         note = REPLAN_NOTE.format(
             problems="\n".join(f"- {problem}" for problem in problems) or "- none",
