@@ -33,7 +33,7 @@ from starlette.routing import Route
 CHARS_PER_TOKEN = 4
 PREFIX_BLOCK_TOKENS = 16  # vLLM's default KV cache block size
 # Tokens of about CHARS_PER_TOKEN characters, as BPE tokenizers produce for English and JSON.
-_TOKEN = re.compile(rf"\s?[^\s]{{1,{CHARS_PER_TOKEN}}}|\s+")
+TOKEN = re.compile(rf"\s?[^\s]{{1,{CHARS_PER_TOKEN}}}|\s+")
 
 
 @dataclass
@@ -154,7 +154,7 @@ class SimulatedBackend:
         tokens are cut into blocks of PREFIX_BLOCK_TOKENS, a block is cached when it and every
         block before it were seen, and only full blocks are kept, so two prompts share the
         blocks of their common beginning whatever their message boundaries."""
-        tokens = _TOKEN.findall(_prompt_text(request))
+        tokens = TOKEN.findall(_prompt_text(request))
         digest, uncached = hashlib.sha256(), len(tokens)
         self.stats.prompt_tokens += len(tokens)
         caching = self.profile_for(request).prefix_cache
@@ -201,9 +201,9 @@ class SimulatedBackend:
         reply = self.responder(body)
         calls = [reply] if isinstance(reply, ToolCallReply) else reply
         if isinstance(calls, list):  # each call's arguments, decoded one after another
-            tokens = [(i, t) for i, c in enumerate(calls) for t in _TOKEN.findall(c.arguments_json)]
+            tokens = [(i, t) for i, c in enumerate(calls) for t in TOKEN.findall(c.arguments_json)]
         else:
-            tokens = [(0, token) for token in _TOKEN.findall(reply)]
+            tokens = [(0, token) for token in TOKEN.findall(reply)]
         finish = _finish_reason(body, len(tokens), isinstance(calls, list))
         if body.get("stream"):
             stream = self._stream(body, calls if isinstance(calls, list) else None, tokens, finish)

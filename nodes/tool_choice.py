@@ -19,7 +19,7 @@ import numpy as np
 from langchain_core.tools import BaseTool
 from rank_bm25 import BM25Okapi
 
-from expressway.encoder import load_encoder
+from expressway.encoder import embed, load_encoder
 from expressway.toolbox import tool_examples, tool_parameters
 from nodes.prompts import PLAN_EXAMPLES
 
@@ -94,7 +94,7 @@ class ToolCatalog:
 
     def rank(self, question: str) -> list[tuple[BaseTool, float]]:
         """Tools by how well their description fits the question, best first."""
-        scores = self.embeddings @ load_encoder().encode([question])[0]
+        scores = self.embeddings @ embed(question)
         order = np.argsort(-scores, kind="stable")
         return [(self.tools[i], float(scores[i])) for i in order]
 
