@@ -12,6 +12,7 @@ from expressway.context import ConfigurationError, Context
 from expressway.events import iter_events
 from expressway.heap import freeze_static_heap
 from expressway.models import BackendUnavailableError, check_backend
+from expressway.timeline import render_text, run_spans
 from routers import RoutingTableError, classify, load_routing_table
 
 EXIT_USAGE, EXIT_BACKEND, EXIT_RUN = 2, 3, 4
@@ -59,6 +60,11 @@ class ProgressPrinter:
                 f"{t}  route  {event['task']} -> {event['tier']} tier "
                 f"(confidence {event['confidence']:.2f}, {event['latency_ms']:.2f} ms)"
             )
+        elif kind == "speculation.started":
+            calls = ", ".join(f"{call['tool']}({_args(call)})" for call in event["calls"])
+            self._line(f"{t}  guess  from a cached plan, started early: {calls}")
+        elif kind == "answer.withheld":
+            self._line(f"{t}  answer withheld (no usable tool result): {event['reason']}")
         elif kind == "plan.task":
             deps = f" after {event['deps']}" if event["deps"] else ""
             self._line(
@@ -67,7 +73,8 @@ class ProgressPrinter:
         elif kind == "plan.error":
             self._line(f"{t}  plan   invalid: {event['error']}")
         elif kind == "task.started":
-            self._line(f"{t}  start  task {event['task_id']}: {event['tool']}")
+            adopted = " (adopts the call started early)" if "speculated_at" in event else ""
+            self._line(f"{t}  start  task {event['task_id']}: {event['tool']}{adopted}")
         elif kind == "task.finished":
             self._line(
                 f"{t}  done   task {event['task_id']}: {event['status']} in "
@@ -124,9 +131,15 @@ def cmd_ask(args: argparse.Namespace) -> int:
     context = run_context(args)
     ensure_backends(context)
     if args.json:
-        render: Callable[[dict[str, Any]], None] = lambda e: print(json.dumps(e), flush=True)  # noqa: E731
+        show: Callable[[dict[str, Any]], None] = lambda e: print(json.dumps(e), flush=True)  # noqa: E731
     else:
-        render = ProgressPrinter()
+        show = ProgressPrinter()
+    events: list[dict[str, Any]] = []
+
+    def render(event: dict[str, Any]) -> None:
+        events.append(event)
+        show(event)
+
     try:
         asyncio.run(run_question(question, context, render))
     except (BackendUnavailableError, ConfigurationError, RoutingTableError):
@@ -134,6 +147,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
     except Exception as error:
         _say(f"run failed: {type(error).__name__}: {error}")
         return EXIT_RUN
+    if args.timeline:
+        _say("\n" + render_text(run_spans(events)))
     return 0
 
 
@@ -251,6 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--json", action="store_true", help="print one JSON event per line")
     ask.add_argument("--mode", choices=["compiler", "parallel_calls"], help="execution mode")
     ask.add_argument("--tier", help="force a tier (fast, frontier or one the table adds)")
+    ask.add_argument(
+        "--timeline", action="store_true", help="draw the run as a waterfall on stderr at the end"
+    )
     ask.set_defaults(handler=cmd_ask)
 
     serve = commands.add_parser("serve-local", help="run the embedded vLLM until Ctrl-C")

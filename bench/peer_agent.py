@@ -1,10 +1,11 @@
-"""The peer users would pick instead: LangGraph's prebuilt tool-calling agent, for comparison only.
+"""The peer users would pick instead: LangChain's prebuilt tool-calling agent, for comparison only.
 
-`langgraph.prebuilt.create_react_agent` with its `ToolNode`: the model may call several tools in
-one turn (parallel function calling, the OpenAI default), the tool node runs them concurrently
-(the prebuilt's "v2" runs each call in its own branch), and the model sees the results on its next
-turn, until it answers in text. One model for everything, as the prebuilt takes one. Its answer is
-streamed (`stream_mode="messages"`), so its first answer token is measured like Expressway's.
+`langchain.agents.create_agent` (what replaced LangGraph's `create_react_agent`), a LangGraph
+graph with a model node and a `ToolNode`: the model may call several tools in one turn (parallel
+function calling, the OpenAI default), the tool node runs them concurrently, and the model sees
+the results on its next turn, until it answers in text. One model for everything, as the prebuilt
+takes one. Its answer is streamed (`stream_mode="messages"`), so its first answer token is
+measured like Expressway's.
 """
 
 import time
@@ -12,10 +13,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from langchain.agents import create_agent
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessageChunk, ToolMessage
 from langchain_core.tools import BaseTool
-from langgraph.prebuilt import create_react_agent
 
 
 @dataclass
@@ -31,7 +32,7 @@ async def run_peer_agent(
     question: str, model: BaseChatModel, tools: Sequence[Callable[..., Any] | BaseTool]
 ) -> PeerRun:
     """Answer `question` with the prebuilt agent; time the first answer token and the end."""
-    agent = create_react_agent(model, list(tools))
+    agent = create_agent(model, list(tools))
     started = time.perf_counter()
     first_token_s = None
     answer: list[str] = []

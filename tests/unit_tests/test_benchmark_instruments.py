@@ -139,3 +139,36 @@ def test_simulator_cuts_a_reply_at_max_tokens_and_says_so() -> None:
     assert reply["finish_reason"] == "length"
     arguments = reply["message"]["tool_calls"][0]["function"]["arguments"]
     assert arguments.startswith('{"expression": "1') and len(arguments) <= 5 * 4
+
+
+def test_the_peer_calls_independent_tools_in_one_turn_and_answers() -> None:
+    from bench.peer_agent import run_peer_agent
+
+    question = QUESTIONS[0]  # two independent price lookups, then a calculation over both
+    profile = LatencyProfile(ttft_s=0.0, tokens_per_s=10_000)
+    with RunningSimulator(SimulatedBackend(scripted_reply, profile)) as simulator:
+        model = ChatOpenAI(base_url=simulator.base_url, api_key="none", model="frontier")
+        run = asyncio.run(
+            run_peer_agent(question.text, model, workload_tools(0.0, 0.0, asynchronous=True))
+        )
+    # Turn 1: both lookups at once; turn 2: the calculation; turn 3: the answer.
+    assert (run.turns, run.tool_calls, run.answer) == (3, 3, question.answer)
+
+
+def test_the_e2e_report_has_the_bound_the_peer_and_lossless_speculation(tmp_path) -> None:
+    from bench import e2e
+    from bench.workload import VARIANTS
+
+    questions = [QUESTIONS[1], VARIANTS[0]]  # a shape, then a later question of that shape
+    fast = LatencyProfile(ttft_s=0.01, tokens_per_s=2000)
+    profiles = {"fast": fast, "frontier": fast}
+    with e2e.simulated_backend(fast, fast) as base_url:
+        report = asyncio.run(e2e.run(questions, base_url, 0.05, 0.1, profiles))
+    aggregate = report["aggregate"]
+    assert all(row["bound_ratio"] >= 1.0 for row in report["questions"])  # nothing beats it
+    assert {"bound_ratio", "peer_speedup", "speedup_by_calls"} <= set(aggregate)
+    speculation = aggregate["speculation"]
+    assert speculation["hit_rate"] == 0.5 and speculation["side_effect_calls_speculated"] == 0
+    assert speculation["lossless"], speculation["runs_differing_from_cache_off"]
+    later = report["questions"][1]["expressway"]
+    assert later["speculation"]["adopted"] == 2 and later["timeline"][0]["critical"]
