@@ -56,7 +56,7 @@ def build_graph(
     models: chat models that replace the "fast" and/or "frontier" endpoints from the context.
     """
     toolbox = Toolbox(tools=as_tools(tools), models=dict(models or {}))
-    # Read the routing table and model now: a broken one fails at startup, naming the file.
+    # Read the routing table, model and encoder now: a broken one fails at startup, naming it.
     load_routing_table()
     load_task_model()
     builder = StateGraph(State, input_schema=InputState, context_schema=Context)

@@ -32,6 +32,12 @@ class RoutingTable:
     tasks: dict[str, TaskRoute]
     escalate_below_confidence: float
 
+    def tier_for(self, task: str, confidence: float, threshold: float | None = None) -> Tier:
+        """The task's tier, or frontier when the decision is less confident than the threshold
+        (the table's own unless one is given, e.g. to draw the quality/cost curve)."""
+        cutoff = self.escalate_below_confidence if threshold is None else threshold
+        return "frontier" if confidence < cutoff else self.tasks[task].tier
+
 
 @lru_cache(maxsize=8)
 def load_routing_table(path: Path = DEFAULT_TABLE) -> RoutingTable:

