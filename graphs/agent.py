@@ -68,8 +68,8 @@ def build_graph(
     if mcp_servers is not None and not isinstance(mcp_servers, MCPServers):
         mcp_servers = MCPServers(mcp_servers)
     toolbox = Toolbox(tools=as_tools(tools), models=dict(models or {}), mcp_servers=mcp_servers)
-    # Read the routing table and model now: a broken one fails at startup, naming the file. The
-    # planner's tool catalogue (the sentence encoder and the tools' embeddings) loads now too.
+    # Read the routing table, model and encoder now: a broken one fails at startup, naming it.
+    # The planner's tool catalogue (the tools' embeddings) is built now too.
     load_routing_table()
     load_task_model()
     tool_catalog(toolbox.tools)

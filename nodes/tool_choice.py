@@ -19,7 +19,7 @@ import numpy as np
 from langchain_core.tools import BaseTool
 from rank_bm25 import BM25Okapi
 
-from expressway.encoder import embed, load_encoder
+from expressway.encoder import load_encoder
 from expressway.toolbox import tool_examples, tool_parameters
 from nodes.prompts import PLAN_EXAMPLES
 
@@ -32,6 +32,13 @@ _OFFERED_VALUE = re.compile(
 )
 # A tool fits when its score is within this much of the best one's (cosine similarity).
 FIT_MARGIN = 0.15
+# The whole encoder (6 layers), on texts up to a tool description's length.
+ENCODER_LAYERS, ENCODER_TOKENS = 6, 128
+
+
+def encode(text: str) -> np.ndarray:
+    """A question's or a tool's embedding (unit length)."""
+    return load_encoder(ENCODER_LAYERS, ENCODER_TOKENS).embed(text)
 
 
 def tool_text(tool: BaseTool, parameters: dict[str, Any]) -> str:
@@ -94,7 +101,7 @@ class ToolCatalog:
 
     def rank(self, question: str) -> list[tuple[BaseTool, float]]:
         """Tools by how well their description fits the question, best first."""
-        scores = self.embeddings @ embed(question)
+        scores = self.embeddings @ encode(question)
         order = np.argsort(-scores, kind="stable")
         return [(self.tools[i], float(scores[i])) for i in order]
 
@@ -159,5 +166,7 @@ def tool_catalog(tools: Sequence[BaseTool]) -> ToolCatalog:
     if key not in _CATALOGS:
         parameters = tuple(tool_parameters(tool) for tool in tools)
         texts = [tool_text(tool, schema) for tool, schema in zip(tools, parameters, strict=True)]
-        _CATALOGS[key] = ToolCatalog(tuple(tools), parameters, load_encoder().encode(texts))
+        dimension = load_encoder(ENCODER_LAYERS, ENCODER_TOKENS).dimension
+        embeddings = np.array([encode(text) for text in texts], np.float32).reshape(-1, dimension)
+        _CATALOGS[key] = ToolCatalog(tuple(tools), parameters, embeddings)
     return _CATALOGS[key]

@@ -1,8 +1,11 @@
-"""Classifies a request into a task and a tier in well under a millisecond, without an LLM call.
+"""Classifies a request into a task and a tier in milliseconds, without an LLM call.
 
-A linear model over hashed word and character n-grams (trained by `routers/train.py` on
-`routers/data/train.jsonl`) picks the task; the routing table maps the task to a tier. A decision
-less confident than the table's `escalate_below_confidence` goes to the frontier tier.
+A linear model (trained by `routers/train.py` on `routers/data/train.jsonl`) reads two things:
+hashed word and character n-grams of the whole request, and a sentence embedding of its
+instruction from the first layers of a small pretrained encoder (`expressway/encoder.py`), which
+carries phrasings the training set never used. It picks the task; the routing table maps the task
+to a tier. A decision less confident than the table's `escalate_below_confidence` goes to the
+frontier tier.
 """
 
 import time
@@ -12,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from expressway.encoder import EncoderUnavailableError, SentenceEncoder, load_encoder
 from expressway.state import Route
-from routers.features import N_FEATURES, featurize
+from routers.features import N_FEATURES, featurize, instruction
 from routers.table import DEFAULT_TABLE, RoutingTableError, Task, load_routing_table
 
 MODEL_PATH = Path(__file__).parent / "model.npz"
@@ -22,46 +26,64 @@ MODEL_PATH = Path(__file__).parent / "model.npz"
 @dataclass(frozen=True)
 class TaskModel:
     labels: tuple[Task, ...]
-    coef: np.ndarray  # (N_FEATURES, tasks)
+    coef: np.ndarray  # (N_FEATURES, tasks): one row gather per n-gram
+    embedding_coef: np.ndarray  # (encoder dimension, tasks)
     intercept: np.ndarray
+    encoder: SentenceEncoder
 
     def probabilities(self, text: str) -> np.ndarray:
         indices, weights = featurize(text)
-        scores = weights @ self.coef[indices] + self.intercept
+        scores = (
+            weights @ self.coef[indices]
+            + self.encoder.embed(instruction(text)) @ self.embedding_coef
+            + self.intercept
+        )
         exp = np.exp(scores - scores.max())
         return exp / exp.sum()
 
 
 @lru_cache(maxsize=4)
 def load_task_model(path: Path = MODEL_PATH) -> TaskModel:
+    """Read the trained weights and the encoder layers they were trained with."""
     try:
         with np.load(path) as saved:
             if int(saved["n_features"]) != N_FEATURES:
                 raise ValueError(f"trained with {int(saved['n_features'])} features")
-            return TaskModel(tuple(saved["labels"].tolist()), saved["coef"], saved["intercept"])
+            labels, coef = tuple(saved["labels"].tolist()), saved["coef"]
+            embedding_coef, intercept = saved["embedding_coef"], saved["intercept"]
+            layers = int(saved["encoder_layers"])
     except (OSError, KeyError, ValueError) as error:
         raise RoutingTableError(
             f"routing model {path} is unreadable ({error}); rebuild it with `make train-router`"
         ) from error
+    try:
+        encoder = load_encoder(layers)
+    except EncoderUnavailableError as error:
+        raise RoutingTableError(f"routing needs its encoder: {error}") from error
+    if embedding_coef.shape[0] != encoder.dimension:
+        raise RoutingTableError(
+            f"routing model {path} expects {embedding_coef.shape[0]}-value embeddings, the "
+            f"encoder gives {encoder.dimension}; rebuild it with `make train-router`"
+        )
+    return TaskModel(labels, coef, embedding_coef, intercept, encoder)
 
 
 def classify(text: str, table_path: Path = DEFAULT_TABLE, model_path: Path = MODEL_PATH) -> Route:
     """Label `text` with a task and the tier the routing table gives it."""
-    started = time.perf_counter()
     table, model = load_routing_table(table_path), load_task_model(model_path)
+    started = time.perf_counter()  # the decision's time; loading happens once, at build_graph
     probabilities = model.probabilities(text)
     best = int(probabilities.argmax())
     task, confidence = model.labels[best], float(probabilities[best])
-    route = table.tasks[task]
-    escalated = confidence < table.escalate_below_confidence and route.tier != "frontier"
+    route, tier = table.tasks[task], table.tier_for(task, confidence)
     return Route(
         task=task,
-        tier="frontier" if escalated else route.tier,
+        tier=tier,
         confidence=round(confidence, 4),
         latency_ms=round((time.perf_counter() - started) * 1000, 4),
         use_tools=route.use_tools,
         max_tokens=route.max_tokens,
         model=route.model,
-        escalated=escalated,
+        escalated=tier != route.tier,
         require_tools=route.require_tools,
     )

