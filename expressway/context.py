@@ -5,6 +5,7 @@ from dataclasses import dataclass, field, fields
 from typing import Literal, get_args
 
 ExecutionMode = Literal["compiler", "parallel_calls"]
+InFlightSideEffects = Literal["report", "retry"]
 TierName = Literal["fast", "frontier"]
 ENV_PREFIX = "EXPRESSWAY_"
 
@@ -79,6 +80,15 @@ class Context:
     max_replans: int = field(
         default=1, metadata={"description": "How many times a failed plan may be replanned."}
     )
+    in_flight_side_effects: str = field(
+        default="report",
+        metadata={
+            "description": "What a run resumed after a crash does with a call to a tool with side "
+            "effects that was running when the process stopped: 'report' (not run again; a "
+            "task.in_doubt event and the answer's results say it may or may not have taken "
+            "effect) or 'retry' (run it again, reported the same way)."
+        },
+    )
     max_question_chars: int = field(
         default=20_000,
         metadata={"description": "Longest question accepted; longer ones fail with a clear error."},
@@ -102,6 +112,11 @@ class Context:
             raise ConfigurationError(
                 f"EXPRESSWAY_EXECUTION_MODE={self.execution_mode!r}: "
                 f"use one of {', '.join(get_args(ExecutionMode))}"
+            )
+        if self.in_flight_side_effects not in get_args(InFlightSideEffects):
+            raise ConfigurationError(
+                f"EXPRESSWAY_IN_FLIGHT_SIDE_EFFECTS={self.in_flight_side_effects!r}: "
+                f"use one of {', '.join(get_args(InFlightSideEffects))}"
             )
         if self.force_tier and self.force_tier not in get_args(TierName):
             raise ConfigurationError(

@@ -21,6 +21,7 @@ EventType = Literal[
     "plan.error",
     "task.started",
     "task.finished",
+    "task.in_doubt",
     "fallback",
     "token",
     "run.finished",
@@ -37,6 +38,7 @@ class Event(TypedDict):
     tool: NotRequired[str]
     status: NotRequired[Literal["ok", "error"]]
     duration_s: NotRequired[float]
+    reused: NotRequired[bool]
     text: NotRequired[str]
     tier: NotRequired[str]
     model: NotRequired[str]
