@@ -145,6 +145,7 @@ async def test_a_resumed_run_reuses_finished_calls_and_reports_side_effects_in_f
     assert "record_shipment(order_id=8) -> not run again: record_shipment has side" in prompt
 
 
+@pytest.mark.reliability("durability")
 async def test_the_retry_policy_runs_side_effect_calls_in_flight_again_and_says_so(
     tmp_path: Path,
 ) -> None:
@@ -163,6 +164,7 @@ async def test_the_retry_policy_runs_side_effect_calls_in_flight_again_and_says_
     assert [(result.id, result.status) for result in state.results] == [(1, "ok"), (2, "ok")]
 
 
+@pytest.mark.reliability("durability")
 async def test_calls_are_matched_by_tool_and_arguments_not_by_order(tmp_path: Path) -> None:
     """The resumed planner streams another plan: order 7's saved result goes to the task that
     asks for order 7, whatever its number, and order 8 (in doubt, not asked for) is reported."""
