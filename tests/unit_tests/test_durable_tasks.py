@@ -5,6 +5,7 @@ graph instance. Finished calls are reused, calls with side effects that were run
 
 import asyncio
 import json
+import shutil
 from collections.abc import Callable
 from contextlib import aclosing
 from pathlib import Path
@@ -35,16 +36,20 @@ def _plan(*tasks: dict[str, Any]) -> str:
 
 
 class Shop:
-    """Tools that log each call; calls in `hold` run until the run is stopped."""
+    """Tools that log each call; calls in `hold` run until the run is stopped, calls in `fail`
+    raise."""
 
     def __init__(self, hold: set[str]) -> None:
         self.calls: list[str] = []
         self.hold = hold
+        self.fail: set[str] = set()
 
     async def _call(self, call: str, output: str) -> str:
         self.calls.append(call)
         if call in self.hold:
             await asyncio.Event().wait()
+        if call in self.fail:
+            raise RuntimeError("the stock service is down")
         return output
 
     def tools(self) -> list[Callable[..., Any]]:
@@ -104,6 +109,17 @@ def _running(finished: set[int], started: set[int]) -> Callable[[Events], bool]:
     )
 
 
+def _after_crash(folder: Path) -> str:
+    """The database as a process resuming after a crash finds it: its files copied as they are. (In
+    this process, the stopped run's closed connection can leave a lock behind; a killed one not.)"""
+    copy = folder / "after-crash"
+    copy.mkdir()
+    for name in ("threads.sqlite", "threads.sqlite-wal"):
+        if (folder / name).exists():
+            shutil.copy(folder / name, copy / name)
+    return str(copy / "threads.sqlite")
+
+
 async def _state(saver: AsyncSqliteSaver) -> State:
     graph = build_graph(tools=Shop(set()).tools(), checkpointer=saver)
     snapshot = await graph.aget_state({"configurable": {"thread_id": "t"}})
@@ -125,7 +141,7 @@ async def test_a_resumed_run_reuses_finished_calls_and_reports_side_effects_in_f
     assert len(shop.calls) == 4
 
     shop.hold = set()
-    async with AsyncSqliteSaver.from_conn_string(database) as saver:  # a new process, in effect
+    async with AsyncSqliteSaver.from_conn_string(_after_crash(tmp_path)) as saver:
         resumed = await _run(saver, shop, model, None)
         state = await _state(saver)
 
@@ -156,7 +172,7 @@ async def test_the_retry_policy_runs_side_effect_calls_in_flight_again_and_says_
     async with AsyncSqliteSaver.from_conn_string(database) as saver:
         await _run(saver, shop, model, "Ship orders 7 and 8", _running({1}, {2}))
     shop.hold = set()
-    async with AsyncSqliteSaver.from_conn_string(database) as saver:
+    async with AsyncSqliteSaver.from_conn_string(_after_crash(tmp_path)) as saver:
         resumed = await _run(saver, shop, model, None, in_flight_side_effects="retry")
         state = await _state(saver)
     assert shop.calls == ["record_shipment 7", "record_shipment 8", "record_shipment 8"]
@@ -176,7 +192,7 @@ async def test_calls_are_matched_by_tool_and_arguments_not_by_order(tmp_path: Pa
     async with AsyncSqliteSaver.from_conn_string(database) as saver:
         await _run(saver, shop, model, "Ship orders 7 and 8", _running({1}, {2}))
     shop.hold = set()
-    async with AsyncSqliteSaver.from_conn_string(database) as saver:
+    async with AsyncSqliteSaver.from_conn_string(_after_crash(tmp_path)) as saver:
         resumed = await _run(saver, shop, model, None)
         state = await _state(saver)
     assert shop.calls == ["record_shipment 7", "record_shipment 8", "record_shipment 9"]
@@ -199,7 +215,7 @@ async def test_parallel_calls_branches_are_not_repeated_after_a_crash(tmp_path: 
     async with AsyncSqliteSaver.from_conn_string(database) as saver:
         await _run(saver, shop, model, "Ship orders 7 and 8", _running({1}, {2, 3}), **mode)
     shop.hold = set()
-    async with AsyncSqliteSaver.from_conn_string(database) as saver:
+    async with AsyncSqliteSaver.from_conn_string(_after_crash(tmp_path)) as saver:
         resumed = await _run(saver, shop, model, None, **mode)
         state = await _state(saver)
     assert sorted(shop.calls) == [
@@ -212,3 +228,28 @@ async def test_parallel_calls_branches_are_not_repeated_after_a_crash(tmp_path: 
     statuses = {result.id: result.status for result in state.results}
     assert statuses == {1: "ok", 2: "in_doubt", 3: "ok"}
     assert state.messages[-1].text == ANSWER
+
+
+@pytest.mark.reliability("durability")
+async def test_a_replan_after_resume_does_not_run_a_call_in_doubt(tmp_path: Path) -> None:
+    """A failed task makes the resumed run replan; the replan asks for the call in doubt again."""
+    database = str(tmp_path / "threads.sqlite")
+    broken = {"tool": "check_stock", "args": {"product": "gadget"}, "deps": []}
+    plan = _plan(RECORD_8, broken)
+    model = ScriptedChatModel(plans=[plan, plan, _plan(RECORD_8)], answer=ANSWER)
+    shop = Shop(hold={"record_shipment 8"})
+    shop.fail = {"check_stock gadget"}
+    async with AsyncSqliteSaver.from_conn_string(database) as saver:
+        await _run(saver, shop, model, "Ship order 8", _running({2}, {1}))
+    shop.hold = set()
+    async with AsyncSqliteSaver.from_conn_string(_after_crash(tmp_path)) as saver:
+        resumed = await _run(saver, shop, model, None)
+        state = await _state(saver)
+    assert state.replans == 1
+    assert shop.calls.count("record_shipment 8") == 1, "the replan ran a call in doubt again"
+    assert _ids(resumed, "task.in_doubt") == {1, 3}
+    assert [(r.id, r.status) for r in state.results] == [
+        (1, "in_doubt"),
+        (2, "error"),
+        (3, "in_doubt"),
+    ]
