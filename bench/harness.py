@@ -1,10 +1,12 @@
-"""Processes the benchmarks and integration tests start: free ports, readiness, `langgraph dev`."""
+"""Processes the benchmarks and integration tests start: free ports, readiness, `langgraph dev`,
+a throwaway PostgreSQL."""
 
 import contextlib
 import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -71,6 +73,21 @@ def tiers_at(base_url: str) -> dict[str, str]:
 def context_at(base_url: str, **fields: Any) -> Context:
     """A run context whose two tiers are both served by `base_url`."""
     return Context(fast_base_url=base_url, frontier_base_url=base_url, **fields)
+
+
+@contextlib.contextmanager
+def local_postgres() -> Iterator[str]:
+    """A throwaway PostgreSQL on a free loopback port (infra/postgres-local.sh); yields its URI."""
+    folder = tempfile.mkdtemp(prefix="expressway-pg-")
+    Path(folder).chmod(0o755)  # the server runs as the `postgres` user when we are root
+    script = str(REPO_ROOT / "infra" / "postgres-local.sh")
+    started = subprocess.run(
+        [script, "start", folder, str(free_port())], capture_output=True, text=True, check=True
+    )
+    try:
+        yield started.stdout.strip()
+    finally:
+        subprocess.run([script, "stop", folder], check=True)
 
 
 @contextlib.contextmanager

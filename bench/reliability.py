@@ -1,7 +1,9 @@
 """`make reliability`: runs every test marked `reliability(category)` and prints cases tried and
 passed per category (tools, model output, backends, configuration, input, security), then the load
 test (200 concurrent runs through `langgraph dev`, bench/load.py), as a table and as one JSON
-object. The durability case is bench/durability.py (SIGKILL mid-answer, resume from SQLite)."""
+object. The durability cases: tests/unit_tests/test_durable_tasks.py (a run stopped while tools run,
+resumed on SQLite) and bench/durability.py (SIGKILL mid-answer and mid-tools, then resume, on SQLite
+and PostgreSQL)."""
 
 import collections
 import json

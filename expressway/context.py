@@ -8,6 +8,7 @@ from typing import Literal, get_args
 ExecutionMode = Literal["compiler", "parallel_calls"]
 PlanCacheMode = Literal["off", "speculate", "trust"]
 BUILT_IN_TIERS = ("fast", "frontier")
+InFlightSideEffects = Literal["report", "retry"]
 TierName = str  # a built-in tier, or one added in the routing table's `tiers:` section
 ENV_PREFIX = "EXPRESSWAY_"
 
@@ -116,6 +117,15 @@ class Context:
     max_replans: int = field(
         default=1, metadata={"description": "How many times a failed plan may be replanned."}
     )
+    in_flight_side_effects: str = field(
+        default="report",
+        metadata={
+            "description": "What a run resumed after a crash does with a call to a tool with side "
+            "effects that was running when the process stopped: 'report' (not run again; a "
+            "task.in_doubt event and the answer's results say it may or may not have taken "
+            "effect) or 'retry' (run it again, reported the same way)."
+        },
+    )
     max_question_chars: int = field(
         default=20_000,
         metadata={"description": "Longest question accepted; longer ones fail with a clear error."},
@@ -155,6 +165,11 @@ class Context:
             raise ConfigurationError(
                 f"EXPRESSWAY_PLAN_CACHE={self.plan_cache!r}: "
                 f"use one of {', '.join(get_args(PlanCacheMode))}"
+            )
+        if self.in_flight_side_effects not in get_args(InFlightSideEffects):
+            raise ConfigurationError(
+                f"EXPRESSWAY_IN_FLIGHT_SIDE_EFFECTS={self.in_flight_side_effects!r}: "
+                f"use one of {', '.join(get_args(InFlightSideEffects))}"
             )
         if self.force_tier and self.force_tier not in self.tier_names():
             raise ConfigurationError(

@@ -25,6 +25,7 @@ EventType = Literal[
     "task.started",
     "task.finished",
     "answer.started",
+    "task.in_doubt",
     "fallback",
     "answer.withheld",
     "token",
@@ -42,6 +43,7 @@ class Event(TypedDict):
     tool: NotRequired[str]
     status: NotRequired[Literal["ok", "error"]]
     duration_s: NotRequired[float]
+    reused: NotRequired[bool]
     text: NotRequired[str]
     tier: NotRequired[str]
     model: NotRequired[str]

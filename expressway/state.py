@@ -50,14 +50,19 @@ class PlannedTask:
     deps: list[int] = field(default_factory=list)
 
 
+TaskStatus = Literal["ok", "error", "in_doubt"]
+
+
 @dataclass
 class TaskResult:
-    """What running a task produced; `started_s`/`finished_s` are seconds since the run started."""
+    """What running a task produced; `started_s`/`finished_s` are seconds since the run started.
+    "in_doubt": a call with side effects was running when an earlier process stopped, so whether
+    it took effect is unknown; it was not run again (nodes/durable_tasks.py)."""
 
     id: int
     tool: str
     args: dict[str, Any]
-    status: Literal["ok", "error"]
+    status: TaskStatus
     output: str
     started_s: float
     finished_s: float

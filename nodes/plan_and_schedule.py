@@ -20,6 +20,7 @@ from expressway.models import is_connection_error, tier_model, unreachable
 from expressway.state import PlannedTask, State, last_question
 from expressway.toolbox import Toolbox, is_read_only
 from nodes.answer import warm_answer_prefix
+from nodes.durable_tasks import CallJournal
 from nodes.plan_cache import TRUSTED_AFTER, Match, PlanCache
 from nodes.planner import announce_plan, planner_messages, replay_plan, stream_plan
 from nodes.task_runner import TaskRunner
@@ -48,9 +49,10 @@ async def plan_and_schedule(
     `results`, `plan_errors`, the `plan` timing (the plan stream's duration) and `speculation`
     counts.
 
-    Each task starts while the rest of the plan is still streaming. Emits `plan.started`,
-    `speculation.started`, `plan.task`, `plan.error`, `plan.finished`, `task.started` and
-    `task.finished`."""
+    Each task starts while the rest of the plan is still streaming; each finished call is saved
+    in the checkpointer at once, so a resumed run reuses it (nodes/durable_tasks.py). Emits
+    `plan.started`, `speculation.started`, `plan.task`, `plan.error`, `plan.finished`,
+    `task.started`, `task.finished` and `task.in_doubt`."""
     context, route = runtime.context, state.route
     assert route is not None, "route_request runs first"
     # First, so an MCP server's start on a first run counts as tool time, not planning.
@@ -58,14 +60,17 @@ async def plan_and_schedule(
     plan_started = now()
     emit(state.started_at, "plan.started", replan=state.replans)
     question = last_question(state)
+    journal = await CallJournal.open(runtime, state.started_at, state.results)
     runner = TaskRunner(
         tools,
         state.started_at,
         context.tool_timeout_s,
         context.max_concurrency,
         previous=state.results,
+        journal=journal,
     )
     first_plan = not state.results and not state.plan_errors
+    id_offset = max((result.id for result in state.results), default=0)
     cache = PlanCache(runtime.store, tools) if context.plan_cache != "off" else None
     match = await cache.lookup(question) if cache and first_plan else None
     speculated = [call for call in match.calls if runner.speculate(*call)] if match else []
@@ -86,7 +91,7 @@ async def plan_and_schedule(
                 messages,
                 tools,
                 context.max_plan_tasks,
-                id_offset=max((result.id for result in state.results), default=0),
+                id_offset=id_offset,
                 min_tasks=int(route.require_tools),
             )
         async for task in announce_plan(steps, state.started_at, errors):
@@ -103,6 +108,7 @@ async def plan_and_schedule(
         if context.prefill_answer_early and runner.running():
             warm_up = asyncio.ensure_future(warm_answer_prefix(state, context, toolbox))
         results = await runner.results()
+        results += journal.unclaimed(max((r.id for r in results), default=id_offset) + 1)
         if warm_up is not None:
             await warm_up
     except BaseException as error:

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from expressway.events import emit, now
 from expressway.state import REFERENCE, PlannedTask, TaskResult, call_key
 from expressway.toolbox import is_read_only
+from nodes.durable_tasks import CallJournal, SaveResult
 
 MAX_OUTPUT_CHARS = 4000
 CONTENT_BLOCK_TYPES = frozenset({"text", "image", "audio", "video", "file"})  # LangChain's
@@ -114,10 +115,11 @@ async def execute_call(
     started_at: float,
     timeout_s: float,
     speculated_s: float | None = None,
+    save: SaveResult | None = None,
 ) -> TaskResult:
     """Await one tool call, turning a timeout or an exception into an error result the answer can
-    read. Emits `task.started` (with `speculated_at` when the call was started speculatively
-    before the plan asked for it) and `task.finished`."""
+    read, and `save` it before it counts as finished. Emits `task.started` (with `speculated_at`
+    when the call was started speculatively before the plan asked for it) and `task.finished`."""
     started_s = round(now() - started_at, 6)
     extra = {} if speculated_s is None else {"speculated_at": speculated_s}
     emit(started_at, "task.started", task_id=task_id, tool=tool_name, args=args, **extra)
@@ -128,6 +130,9 @@ async def execute_call(
     except Exception as error:  # a tool's failure is data for the answer, not a crash
         output, status = f"error: {tool_name} failed: {type(error).__name__}: {error}", "error"
     finished_s = round(now() - started_at, 6)
+    result = TaskResult(task_id, tool_name, args, status, output, started_s, finished_s)
+    if save is not None:
+        await save(result)
     emit(
         started_at,
         "task.finished",
@@ -137,7 +142,7 @@ async def execute_call(
         duration_s=round(finished_s - started_s, 6),
         output=output[:200],
     )
-    return TaskResult(task_id, tool_name, args, status, output, started_s, finished_s)
+    return result
 
 
 class TaskRunner:
@@ -150,8 +155,10 @@ class TaskRunner:
         timeout_s: float,
         max_concurrency: int,
         previous: Sequence[TaskResult] = (),
+        journal: CallJournal | None = None,
     ) -> None:
         self._tools = {tool.name: tool for tool in tools}
+        self._journal = journal
         self._started_at = started_at
         self._timeout_s = timeout_s
         self._slots = asyncio.Semaphore(max_concurrency)
@@ -219,28 +226,35 @@ class TaskRunner:
 
     async def _execute(self, task: PlannedTask) -> TaskResult:
         dependencies = [await self._finished[dep] for dep in task.deps]
-        failed = [dep.id for dep in dependencies if dep.status == "error"]
+        failed = [dep.id for dep in dependencies if dep.status != "ok"]
         if failed:
             t = round(now() - self._started_at, 6)
-            reason = f"error: not run because task(s) {failed} it depends on failed"
+            reason = f"error: not run because task(s) {failed} it depends on did not succeed"
             return TaskResult(task.id, task.tool, task.args, "error", reason, t, t)
         args = resolve_references(task.args, {dep.id: dep.output for dep in dependencies})
         async with self._slots:
             key = call_key(task.tool, args)
-            call = self._calls.get(key)
-            if call is None:  # identical calls in one run share a single execution
-                call = asyncio.ensure_future(
-                    call_tool(self._tools[task.tool], args, self._timeout_s)
-                )
-                self._calls[key] = call
-            elif key in self._speculated:
-                self._adopted.add(key)
-            return await execute_call(
-                task.id,
-                task.tool,
-                args,
-                asyncio.shield(call),
-                self._started_at,
-                self._timeout_s,
-                self._speculated.get(key),
-            )
+            if self._journal is None:
+                return await self._call(task, args, key)
+            execute = partial(self._call, task, args, key)
+            return await self._journal.run(task.id, self._tools[task.tool], args, key, execute)
+
+    async def _call(
+        self, task: PlannedTask, args: dict[str, Any], key: str, save: SaveResult | None = None
+    ) -> TaskResult:
+        call = self._calls.get(key)
+        if call is None:  # identical calls in one run share a single execution
+            call = asyncio.ensure_future(call_tool(self._tools[task.tool], args, self._timeout_s))
+            self._calls[key] = call
+        elif key in self._speculated:
+            self._adopted.add(key)
+        return await execute_call(
+            task.id,
+            task.tool,
+            args,
+            asyncio.shield(call),
+            self._started_at,
+            self._timeout_s,
+            speculated_s=self._speculated.get(key),
+            save=save,
+        )

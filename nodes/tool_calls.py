@@ -10,8 +10,9 @@ from langgraph.types import Send
 from expressway.context import Context
 from expressway.events import now
 from expressway.models import is_connection_error, tier_model, unreachable
-from expressway.state import PlannedTask, State, last_question
+from expressway.state import PlannedTask, State, TaskResult, call_key, last_question
 from expressway.toolbox import Toolbox
+from nodes.durable_tasks import CallJournal, SaveResult
 from nodes.planner import announce_plan, planner_messages, stream_plan
 from nodes.task_runner import call_tool, execute_call
 
@@ -67,16 +68,20 @@ async def run_tool_call(
     branch: ToolCall, runtime: Runtime[Context], *, toolbox: Toolbox
 ) -> dict[str, Any]:
     """Read one call; write its result to `results` (the answer orders them by call id).
-    Emits `task.started` and `task.finished`."""
+    Emits `task.started` and `task.finished`, or `task.in_doubt` when the branch is resumed after
+    a crash that stopped it while it ran a tool with side effects (nodes/durable_tasks.py)."""
     call, timeout_s = branch.call, runtime.context.tool_timeout_s
     tools = await toolbox.run_tools(runtime.context)
     tool = next(tool for tool in tools if tool.name == call.tool)
-    result = await execute_call(
-        call.id,
-        call.tool,
-        call.args,
-        call_tool(tool, call.args, timeout_s),
-        branch.started_at,
-        timeout_s,
-    )
+
+    async def execute(save: SaveResult) -> TaskResult:
+        run = call_tool(tool, call.args, timeout_s)
+        return await execute_call(
+            call.id, call.tool, call.args, run, branch.started_at, timeout_s, save
+        )
+
+    # LangGraph saves a finished branch's writes and does not run it again: only calls with side
+    # effects need a record, so one that was running at a crash is reported, not repeated.
+    journal = await CallJournal.open(runtime, branch.started_at, save_read_only=False)
+    result = await journal.run(call.id, tool, call.args, call_key(call.tool, call.args), execute)
     return {"results": [result]}

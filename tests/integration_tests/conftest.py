@@ -1,4 +1,5 @@
-"""Starts the real embedded vLLM once per test session (or reuses one already on the port)."""
+"""Starts the real embedded vLLM once per test session (or reuses one already on the port), and a
+throwaway PostgreSQL for the tests that need one."""
 
 import os
 from collections.abc import Iterator
@@ -6,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from app.embedded import start_server
-from bench.harness import free_port
+from bench.harness import free_port, local_postgres
 
 
 @pytest.fixture(scope="session")
@@ -25,3 +26,10 @@ def embedded_port() -> Iterator[int]:
         os.environ["EXPRESSWAY_EMBEDDED_PORT"] = previous
     if server.process is not None:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_uri() -> Iterator[str]:
+    """A PostgreSQL started by infra/postgres-local.sh for the session, stopped at the end."""
+    with local_postgres() as uri:
+        yield uri

@@ -27,6 +27,7 @@ def test_context_reads_the_environment(monkeypatch) -> None:
         ),
         ("EXPRESSWAY_EXECUTION_MODE", "fastest", "EXPRESSWAY_EXECUTION_MODE"),
         ("EXPRESSWAY_FORCE_TIER", "medium", "EXPRESSWAY_FORCE_TIER"),
+        ("EXPRESSWAY_IN_FLIGHT_SIDE_EFFECTS", "maybe", "use one of report, retry"),
         ("EXPRESSWAY_FAST_BASE_URL", "gpu:8000", "must start with http"),
         ("EXPRESSWAY_MAX_CONCURRENCY", "0", "greater than 0"),
     ],
