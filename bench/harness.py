@@ -1,4 +1,5 @@
-"""Processes the benchmarks and integration tests start: free ports, readiness, `langgraph dev`."""
+"""Processes the benchmarks and integration tests start: free ports, readiness, `langgraph dev`,
+the HTTP app under plain uvicorn, and what a server process costs (CPU seconds, memory)."""
 
 import contextlib
 import os
@@ -7,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +45,9 @@ def wait_http(url: str, timeout_s: float, process: subprocess.Popen[bytes] | Non
 
 
 @contextlib.contextmanager
-def running(args: list[str], ready_url: str, env: dict[str, str], log: Path) -> Iterator[None]:
+def running(
+    args: list[str], ready_url: str, env: dict[str, str], log: Path
+) -> Iterator[subprocess.Popen[bytes]]:
     """Run a server process until the block ends; its output goes to `log`."""
     with log.open("wb") as log_file:
         child = subprocess.Popen(
@@ -54,7 +58,7 @@ def running(args: list[str], ready_url: str, env: dict[str, str], log: Path) -> 
             wait_http(ready_url, 120, child)
         except RuntimeError as error:
             raise RuntimeError(f"{error}\n{log.read_text(errors='replace')[-3000:]}") from error
-        yield
+        yield child
     finally:
         child.terminate()
         try:
@@ -84,10 +88,67 @@ def simulator_process(log: Path, *options: str) -> Iterator[str]:
         yield url
 
 
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_tree(root: int) -> list[int]:
+    """`root` and every process descended from it that is alive now."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                parents[int(entry.name)] = int(_stat_fields(int(entry.name))[1])
+    tree, frontier = [root], [root]
+    while frontier:
+        children = [pid for pid, parent in parents.items() if parent in frontier]
+        tree += children
+        frontier = children
+    return tree
+
+
+def _stat_fields(pid: int) -> list[str]:
+    """/proc/PID/stat from field 3 on (after the parenthesized command name, which may hold
+    spaces): index 1 is the parent's pid, 11-14 utime, stime, cutime, cstime."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def _cpu_ticks(pid: int) -> int:
+    # utime and stime, and the same for the children it has waited for.
+    return sum(int(value) for value in _stat_fields(pid)[11:15])
+
+
+@dataclass(frozen=True)
+class ServerProcess:
+    """A server the harness started: its URL and the process that serves it (with its workers)."""
+
+    url: str
+    pid: int
+
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system) the server and its worker processes have used so far."""
+        ticks = 0
+        for pid in process_tree(self.pid):
+            with contextlib.suppress(OSError):
+                ticks += _cpu_ticks(pid)
+        return ticks / _CLOCK_TICKS
+
+    def rss_mb(self) -> float:
+        """Resident memory of the server and its worker processes, in MiB."""
+        total_kib = 0
+        for pid in process_tree(self.pid):
+            with contextlib.suppress(OSError):
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total_kib += int(line.split()[1])
+        return total_kib / 1024
+
+
 @contextlib.contextmanager
-def langgraph_dev(env: dict[str, str], log: Path, jobs: int = 10) -> Iterator[str]:
-    """`langgraph dev` serving this repo's langgraph.json, running up to `jobs` runs at once;
-    yields its URL."""
+def langgraph_server(
+    env: dict[str, str], log: Path, jobs: int = 10, config: Path | None = None
+) -> Iterator[ServerProcess]:
+    """`langgraph dev` serving `config` (default: this repo's langgraph.json, which also mounts
+    the fast route), running up to `jobs` runs at once."""
     port = free_port()
     # `-m langgraph_cli`, not the console script: it runs wherever the package imports.
     args = [
@@ -101,6 +162,29 @@ def langgraph_dev(env: dict[str, str], log: Path, jobs: int = 10) -> Iterator[st
         "--no-reload",
     ]
     args += ["--n-jobs-per-worker", str(jobs)]
+    if config is not None:
+        args += ["--config", str(config)]
     url = f"http://127.0.0.1:{port}"
-    with running(args, f"{url}/ok", env, log):
-        yield url
+    with running(args, f"{url}/ok", env, log) as child:
+        yield ServerProcess(url, child.pid)
+
+
+@contextlib.contextmanager
+def langgraph_dev(
+    env: dict[str, str], log: Path, jobs: int = 10, config: Path | None = None
+) -> Iterator[str]:
+    """`langgraph_server`, yielding only its URL."""
+    with langgraph_server(env, log, jobs, config) as server:
+        yield server.url
+
+
+@contextlib.contextmanager
+def uvicorn_server(env: dict[str, str], log: Path, workers: int = 1) -> Iterator[ServerProcess]:
+    """The HTTP app (app/http_app.py) under plain uvicorn with `workers` processes, as deployed
+    without LangGraph's server."""
+    port = free_port()
+    args = [sys.executable, "-m", "uvicorn", "app.http_app:app", "--host", "127.0.0.1"]
+    args += ["--port", str(port), "--workers", str(workers), "--log-level", "warning"]
+    url = f"http://127.0.0.1:{port}"
+    with running(args, f"{url}/fast/ok", env, log) as child:
+        yield ServerProcess(url, child.pid)
