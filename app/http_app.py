@@ -65,8 +65,9 @@ class RunRequest:
 
 @dataclass
 class Service:
-    """What every request shares: the Auth object, the graph and where threads are kept."""
+    """What every request shares: the graph, the Auth object and where threads are kept."""
 
+    graph: CompiledStateGraph
     auth: Auth | None
     checkpointer: Callable[[], Awaitable[BaseCheckpointSaver]]
     _threaded: tuple[BaseCheckpointSaver, CompiledStateGraph] | None = field(default=None)
@@ -83,7 +84,7 @@ class Service:
     def graph_with(self, saver: BaseCheckpointSaver) -> CompiledStateGraph:
         """The graph checkpointing to `saver` (one copy per saver)."""
         if self._threaded is None or self._threaded[0] is not saver:
-            self._threaded = (saver, graph.copy(update={"checkpointer": saver}))
+            self._threaded = (saver, self.graph.copy(update={"checkpointer": saver}))
         return self._threaded[1]
 
 
@@ -164,7 +165,7 @@ async def stream_run(request: Request) -> Response:
         filters = await authorize_run(service.auth, user, permissions, value)
         metadata = value["metadata"]
     config: dict[str, Any] = {"run_id": run_id, "metadata": metadata}
-    runnable = graph
+    runnable = service.graph
     if run.thread_id is not None:
         saver = await service.checkpointer()
         config["configurable"] = {"thread_id": run.thread_id}
@@ -185,28 +186,34 @@ async def http_error(_: Request, error: Exception) -> Response:
     return JSONResponse({"detail": error.detail}, error.status_code, error.headers)
 
 
-@contextlib.asynccontextmanager
-async def lifespan(app: Starlette) -> AsyncIterator[None]:
-    async with contextlib.AsyncExitStack() as stack:
-        if mounted_in_langgraph_server():
-            checkpointer = server_checkpointer
-        else:
-            saver = await stack.enter_async_context(own_checkpointer())
+def create_app(agent: CompiledStateGraph = graph) -> Starlette:
+    """The app serving `agent` (by default the graph langgraph.json serves)."""
 
-            async def checkpointer() -> BaseCheckpointSaver:
-                return saver
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            if mounted_in_langgraph_server():
+                checkpointer = server_checkpointer
+            else:
+                saver = await stack.enter_async_context(own_checkpointer())
 
-        app.state.service = Service(load_auth(configured_auth_path()), checkpointer)
-        freeze_static_heap()  # see expressway/heap.py: no full GC pass stalls the token streams
-        yield
+                async def checkpointer() -> BaseCheckpointSaver:
+                    return saver
+
+            auth = load_auth(configured_auth_path())
+            app.state.service = Service(agent, auth, checkpointer)
+            freeze_static_heap()  # see expressway/heap.py: no full GC pass stalls token streams
+            yield
+
+    return Starlette(
+        routes=[
+            Route(f"{PREFIX}/runs/stream", stream_run, methods=["POST"]),
+            Route(f"{PREFIX}/threads/{{thread_id}}/runs/stream", stream_run, methods=["POST"]),
+            Route(f"{PREFIX}/ok", ok, methods=["GET"]),
+        ],
+        exception_handlers={HTTPException: http_error},
+        lifespan=lifespan,
+    )
 
 
-app = Starlette(
-    routes=[
-        Route(f"{PREFIX}/runs/stream", stream_run, methods=["POST"]),
-        Route(f"{PREFIX}/threads/{{thread_id}}/runs/stream", stream_run, methods=["POST"]),
-        Route(f"{PREFIX}/ok", ok, methods=["GET"]),
-    ],
-    exception_handlers={HTTPException: http_error},
-    lifespan=lifespan,
-)
+app = create_app()

@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -188,3 +189,32 @@ def uvicorn_server(env: dict[str, str], log: Path, workers: int = 1) -> Iterator
     url = f"http://127.0.0.1:{port}"
     with running(args, f"{url}/fast/ok", env, log) as child:
         yield ServerProcess(url, child.pid)
+
+
+@contextlib.contextmanager
+def serve_in_thread(app: Any, send_buffer_bytes: int = 0) -> Iterator[str]:
+    """Serve an ASGI app (lifespan included) with uvicorn on a background thread on 127.0.0.1;
+    yields its URL. `send_buffer_bytes` shrinks the kernel's send buffer of every connection, so
+    that a slow client's backpressure reaches the app after a few kilobytes, as over a slow
+    network, rather than after the megabytes loopback buffers."""
+    import uvicorn
+
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if send_buffer_bytes:  # accepted connections inherit it
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer_bytes)
+    listener.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the app did not start within 30 s (see the log above)")
+            time.sleep(0.01)
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+        listener.close()

@@ -1,12 +1,16 @@
-"""Starts the real embedded vLLM once per test session (or reuses one already on the port)."""
+"""Starts the real embedded vLLM once per test session (or reuses one already on the port), and
+a throwaway PostgreSQL (infra/postgres-local.sh) for the tests that need one."""
 
 import os
+import subprocess
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from app.embedded import start_server
-from bench.harness import free_port
+from bench.harness import REPO_ROOT, free_port
 
 
 @pytest.fixture(scope="session")
@@ -25,3 +29,15 @@ def embedded_port() -> Iterator[int]:
         os.environ["EXPRESSWAY_EMBEDDED_PORT"] = previous
     if server.process is not None:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_uri() -> Iterator[str]:
+    folder = tempfile.mkdtemp(prefix="expressway-pg-")
+    Path(folder).chmod(0o755)
+    script = str(REPO_ROOT / "infra" / "postgres-local.sh")
+    started = subprocess.run(
+        [script, "start", folder, str(free_port())], capture_output=True, text=True, check=True
+    )
+    yield started.stdout.strip()
+    subprocess.run([script, "stop", folder], check=True)

@@ -1,16 +1,10 @@
 """The scale-out storage piece that runs here: the graph on a real PostgreSQL checkpointer
 (started by infra/postgres-local.sh), its threads surviving a new process-level graph instance."""
 
-import subprocess
-import tempfile
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.serde import _msgpack as msgpack_serde
 
-from bench.harness import REPO_ROOT, free_port
 from bench.scripted_model import ScriptedChatModel
 from expressway.context import Context
 from graphs.agent import build_graph
@@ -20,18 +14,6 @@ PLAN = (
     '{"tasks": [{"id": 1, "tool": "sql_query", '
     '"args": {"query": "SELECT COUNT(*) FROM orders"}, "deps": []}]}'
 )
-
-
-@pytest.fixture(scope="module")
-def postgres_uri() -> Iterator[str]:
-    folder = tempfile.mkdtemp(prefix="expressway-pg-")
-    Path(folder).chmod(0o755)
-    script = str(REPO_ROOT / "infra" / "postgres-local.sh")
-    started = subprocess.run(
-        [script, "start", folder, str(free_port())], capture_output=True, text=True, check=True
-    )
-    yield started.stdout.strip()
-    subprocess.run([script, "stop", folder], check=True)
 
 
 async def test_threads_persist_in_postgres_across_graph_instances(
