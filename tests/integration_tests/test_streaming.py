@@ -179,9 +179,26 @@ async def test_stream_benchmark_reports_every_relay_it_names(tmp_path) -> None:
     report = await stream.run(
         runs=1, answer_tokens=20, tokens_per_s=500, ttft_s=0.01, workdir=tmp_path
     )
-    prefixes = ("", "http_floor_", "langgraph_floor_", "openai_client_", "server_")
+    prefixes = (
+        "",
+        "http_floor_",
+        "langgraph_floor_",
+        "openai_client_",
+        "server_",
+        "standard_server_",
+    )
     for prefix in prefixes:
         assert report[f"{prefix}relay_p99_ms"] >= report[f"{prefix}relay_p50_ms"] > 0
-    for key in ("first_event_ms", "first_token_after_backend_ms", "server_first_event_ms"):
+    for key in (
+        "first_event_ms",
+        "first_token_after_backend_ms",
+        "server_first_event_ms",
+        "standard_server_first_event_ms",
+    ):
         assert report[key] > 0
-    assert report["tokens_measured"] == report["server_tokens_measured"] > 0
+    assert (
+        report["tokens_measured"]
+        == report["server_tokens_measured"]
+        == report["standard_server_tokens_measured"]
+        > 0
+    )
