@@ -21,7 +21,7 @@ from langgraph_sdk import Auth
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
-CONFIG = Path(__file__).resolve().parents[1] / "langgraph.json"
+CONFIG = Path("langgraph.json")
 
 
 class AuthenticatedUser:
@@ -58,10 +58,17 @@ class AuthenticatedUser:
 
 def configured_auth_path() -> str | None:
     """`auth.path` of the configuration in use: LANGGRAPH_AUTH, which LangGraph's server sets from
-    the config it was started with, else langgraph.json beside this package."""
+    the config it was started with, else langgraph.json in the working directory (where the
+    server reads it too)."""
     raw = os.environ.get("LANGGRAPH_AUTH")
-    config = json.loads(raw) if raw else json.loads(CONFIG.read_text()).get("auth")
-    return (config or {}).get("path")
+    if raw:
+        return (json.loads(raw) or {}).get("path")
+    if not CONFIG.is_file():
+        raise FileNotFoundError(
+            f"no {CONFIG} in {Path.cwd()}: start the app from the directory that holds "
+            "langgraph.json (its `auth` protects the fast route), or set LANGGRAPH_AUTH"
+        )
+    return (json.loads(CONFIG.read_text()).get("auth") or {}).get("path")
 
 
 def load_auth(path: str | None) -> Auth | None:
