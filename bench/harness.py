@@ -2,10 +2,12 @@
 the HTTP app under plain uvicorn, and what a server process costs (CPU seconds, memory)."""
 
 import contextlib
+import json
 import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -47,13 +49,11 @@ def wait_http(url: str, timeout_s: float, process: subprocess.Popen[bytes] | Non
 
 @contextlib.contextmanager
 def running(
-    args: list[str], ready_url: str, env: dict[str, str], log: Path
+    args: list[str], ready_url: str, env: dict[str, str], log: Path, cwd: Path = REPO_ROOT
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Run a server process until the block ends; its output goes to `log`."""
+    """Run a server process (in `cwd`) until the block ends; its output goes to `log`."""
     with log.open("wb") as log_file:
-        child = subprocess.Popen(
-            args, stdout=log_file, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT
-        )
+        child = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, env=env, cwd=cwd)
     try:
         try:
             wait_http(ready_url, 120, child)
@@ -144,12 +144,40 @@ class ServerProcess:
         return total_kib / 1024
 
 
+def hermetic_config(config: Path, folder: Path) -> Path:
+    """A copy of a langgraph.json in `folder`, with absolute paths and no `.env`, for a
+    `langgraph dev` that runs in `folder`. Its in-memory runtime pickles its runs into
+    .langgraph_api/ in the working directory, and a server started where an earlier one stopped
+    resumes the runs that one left unfinished: each server gets a fresh folder."""
+    data = json.loads(config.read_text())
+    base = config.parent.resolve()
+
+    def absolute(reference: str) -> str:
+        location, colon, name = reference.rpartition(":")
+        if not location.startswith("."):
+            return reference
+        return f"{(base / location).resolve()}{colon}{name}"
+
+    data["graphs"] = {graph_id: absolute(path) for graph_id, path in data["graphs"].items()}
+    for section, key in (("http", "app"), ("auth", "path")):
+        if key in data.get(section, {}):
+            data[section][key] = absolute(data[section][key])
+    data["dependencies"] = [
+        str((base / path).resolve()) if path.startswith(".") else path
+        for path in data.get("dependencies", [])
+    ]
+    data.pop("env", None)
+    copy = folder / "langgraph.json"
+    copy.write_text(json.dumps(data))
+    return copy
+
+
 @contextlib.contextmanager
 def langgraph_server(
     env: dict[str, str], log: Path, jobs: int = 10, config: Path | None = None
 ) -> Iterator[ServerProcess]:
     """`langgraph dev` serving `config` (default: this repo's langgraph.json, which also mounts
-    the fast route), running up to `jobs` runs at once."""
+    the fast route; see hermetic_config), running up to `jobs` runs at once."""
     port = free_port()
     # `-m langgraph_cli`, not the console script: it runs wherever the package imports.
     args = [
@@ -163,10 +191,10 @@ def langgraph_server(
         "--no-reload",
     ]
     args += ["--n-jobs-per-worker", str(jobs)]
-    if config is not None:
-        args += ["--config", str(config)]
+    folder = Path(tempfile.mkdtemp(prefix="langgraph-dev-", dir=log.parent))
+    args += ["--config", str(hermetic_config(config or REPO_ROOT / "langgraph.json", folder))]
     url = f"http://127.0.0.1:{port}"
-    with running(args, f"{url}/ok", env, log) as child:
+    with running(args, f"{url}/ok", env, log, cwd=folder) as child:
         yield ServerProcess(url, child.pid)
 
 

@@ -2,11 +2,12 @@
 mounted in `langgraph dev` beside the standard route, and on its own under uvicorn."""
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from bench.simulator import (
     SimulatedBackend,
 )
 from graphs.agent import build_graph
-from tests.integration_tests.test_streaming import PlanThenAnswer
+from tests.integration_tests.test_streaming import PlanSlowLookup, PlanThenAnswer, slow_lookup
 
 QUESTION = "What time is it in Tokyo, and what is 17 * 23?"
 LONG_ANSWER_QUESTION = "Summarize the history of tea in a long essay."
@@ -59,6 +60,17 @@ async def fast_run(url: str, body: dict[str, Any], thread: str | None = None, **
             await response.aread()
             return response.status_code, response.json()
         return 200, [message async for message in sse_messages(response)]
+
+
+async def leave_after(url: str, body: dict[str, Any], event_type: str) -> None:
+    """Start a fast-route run and disconnect once an event of `event_type` arrived."""
+    async with (
+        httpx.AsyncClient(base_url=url, timeout=60) as client,
+        client.stream("POST", "/fast/runs/stream", json=body) as response,
+    ):
+        async for event, data in sse_messages(response):
+            if event == "custom" and data["type"] == event_type:
+                return
 
 
 def events_of(messages: list[tuple[str, Any]]) -> list[dict[str, Any]]:
@@ -114,54 +126,35 @@ async def test_both_routes_serve_the_same_events(tmp_path: Path) -> None:
     assert text(events_of(merged)) == text(events_of(standard)) != ""
 
 
-def _long_answer_backend() -> SimulatedBackend:
-    return SimulatedBackend(
+@contextlib.contextmanager
+def fast_route_at(where: str, backend_url: str, tmp_path: Path) -> Iterator[str]:
+    """The URL of a server with the fast route: the app alone under uvicorn, or mounted in
+    `langgraph dev` by langgraph.json."""
+    if where == "uvicorn":
+        with serve_in_thread(create_app()) as url:
+            yield url
+    else:
+        env = {**os.environ, **tiers_at(backend_url)}
+        with langgraph_dev(env, tmp_path / "langgraph.log") as url:
+            yield url
+
+
+@pytest.mark.reliability("backends")
+@pytest.mark.parametrize("where", ["uvicorn", "langgraph dev"])
+async def test_client_disconnect_closes_the_model_stream(where: str, tmp_path: Path) -> None:
+    backend = SimulatedBackend(
         responder=FixedResponder(answer_tokens=500),
         profile=LatencyProfile(ttft_s=0.05, tokens_per_s=50),
     )
-
-
-async def _read_until_token_then_leave(url: str, body: dict[str, Any]) -> None:
-    async with (
-        httpx.AsyncClient(base_url=url, timeout=60) as client,
-        client.stream("POST", "/fast/runs/stream", json=body) as response,
+    with (
+        RunningSimulator(backend) as simulator,
+        fast_route_at(where, simulator.base_url, tmp_path) as url,
     ):
-        async for event, data in sse_messages(response):
-            if event == "custom" and data["type"] == "token":
+        await leave_after(url, fast_request(LONG_ANSWER_QUESTION, simulator.base_url), "token")
+        for _ in range(200):
+            if backend.stats.cancelled:
                 break
-
-
-async def _wait_for(condition: Any, timeout_s: float = 10) -> None:
-    for _ in range(int(timeout_s / 0.05)):
-        if condition():
-            return
-        await asyncio.sleep(0.05)
-
-
-@pytest.mark.reliability("backends")
-async def test_client_disconnect_closes_the_model_stream_under_uvicorn() -> None:
-    backend = _long_answer_backend()
-    with RunningSimulator(backend) as simulator, serve_in_thread(create_app()) as url:
-        await _read_until_token_then_leave(
-            url, fast_request(LONG_ANSWER_QUESTION, simulator.base_url)
-        )
-        await _wait_for(lambda: backend.stats.cancelled)
-    assert backend.stats.cancelled == 1
-    assert backend.stats.completed == 0
-
-
-@pytest.mark.reliability("backends")
-async def test_client_disconnect_closes_the_model_stream_in_the_langgraph_server(
-    tmp_path: Path,
-) -> None:
-    backend = _long_answer_backend()
-    with RunningSimulator(backend) as simulator:
-        env = {**os.environ, **tiers_at(simulator.base_url)}
-        with langgraph_dev(env, tmp_path / "langgraph.log") as url:
-            await _read_until_token_then_leave(
-                url, fast_request(LONG_ANSWER_QUESTION, simulator.base_url)
-            )
-            await _wait_for(lambda: backend.stats.cancelled)
+            await asyncio.sleep(0.05)
     assert backend.stats.cancelled == 1
     assert backend.stats.completed == 0
 
@@ -169,30 +162,11 @@ async def test_client_disconnect_closes_the_model_stream_in_the_langgraph_server
 @pytest.mark.reliability("tools")
 async def test_client_disconnect_cancels_running_tools() -> None:
     cancelled = threading.Event()  # the app runs on uvicorn's own thread and event loop
-
-    async def slow_lookup(key: str) -> str:
-        """Looks a key up in a slow remote store."""
-        try:
-            await asyncio.sleep(60)
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-        return key
-
-    plan = '{"tasks": [{"id": 1, "tool": "slow_lookup", "args": {"key": "a"}, "deps": []}]}'
-    backend = SimulatedBackend(
-        responder=lambda request: plan if "response_format" in request else "x"
-    )
-    agent = build_graph(tools=[slow_lookup])
+    backend = SimulatedBackend(responder=PlanSlowLookup())
+    agent = build_graph(tools=[slow_lookup(cancelled)])
     with RunningSimulator(backend) as simulator, serve_in_thread(create_app(agent)) as url:
         body = fast_request("What is the status of order a?", simulator.base_url)
-        async with (
-            httpx.AsyncClient(base_url=url, timeout=60) as client,
-            client.stream("POST", "/fast/runs/stream", json=body) as response,
-        ):
-            async for event, data in sse_messages(response):
-                if event == "custom" and data["type"] == "task.started":
-                    break
+        await leave_after(url, body, "task.started")
         await asyncio.to_thread(cancelled.wait, 5)
     assert cancelled.is_set()
 

@@ -4,6 +4,8 @@ stream matching the in-process one."""
 import asyncio
 import json
 import os
+import threading
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -91,9 +93,8 @@ async def test_slow_consumer_gets_every_event_and_the_run_stays_bounded() -> Non
     assert backend_done_at is not None and backend_done_at < len(tokens) // 2
 
 
-@pytest.mark.reliability("tools")
-async def test_consumer_disconnect_cancels_running_tools() -> None:
-    cancelled = asyncio.Event()
+def slow_lookup(cancelled: asyncio.Event | threading.Event) -> Callable[[str], Awaitable[str]]:
+    """A tool that waits a minute, and sets `cancelled` if it is cancelled first."""
 
     async def slow_lookup(key: str) -> str:
         """Looks a key up in a slow remote store."""
@@ -104,12 +105,23 @@ async def test_consumer_disconnect_cancels_running_tools() -> None:
             raise
         return key
 
-    plan = '{"tasks": [{"id": 1, "tool": "slow_lookup", "args": {"key": "a"}, "deps": []}]}'
-    backend = SimulatedBackend(
-        responder=lambda request: plan if "response_format" in request else "x"
-    )
+    return slow_lookup
+
+
+class PlanSlowLookup(FixedResponder):
+    """A plan of one slow_lookup task, then a one-word answer."""
+
+    def __call__(self, request: dict) -> str:
+        plan = '{"tasks": [{"id": 1, "tool": "slow_lookup", "args": {"key": "a"}, "deps": []}]}'
+        return plan if "response_format" in request else "x"
+
+
+@pytest.mark.reliability("tools")
+async def test_consumer_disconnect_cancels_running_tools() -> None:
+    cancelled = asyncio.Event()
+    backend = SimulatedBackend(responder=PlanSlowLookup())
     with RunningSimulator(backend) as simulator:
-        agent = build_graph(tools=[slow_lookup])
+        agent = build_graph(tools=[slow_lookup(cancelled)])
         stream = agent.astream(
             {"messages": [("user", "What is the status of order a?")]},
             context=context_at(simulator.base_url),
