@@ -2,6 +2,7 @@
 backend in its own process. The standard route is LangGraph's `/runs/stream` on `langgraph dev`;
 the fast route is the app in app/http_app.py (`/fast/runs/stream`), mounted in the same kind of
 server (or, with `--fast-server uvicorn`, under plain uvicorn). Each route gets a fresh server.
+`in_process` runs the same graph in this process with no HTTP at all: the floor of any route.
 
 Every run is one question with a 3-task plan and a 200-token answer. Per route: lost and failed
 runs (a run whose answer text arrived incomplete counts as failed), end-to-end and
@@ -11,29 +12,39 @@ Bounded: N runs per route, one each."""
 
 import asyncio
 import os
+import resource
 import statistics
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractContextManager
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+from langgraph_sdk import get_client
+from langgraph_sdk.schema import StreamPart
 
 from bench.harness import (
     ServerProcess,
+    context_at,
     langgraph_server,
     percentile,
+    process_tree,
     simulator_process,
     tiers_at,
     uvicorn_server,
 )
 from bench.simulator import _TOKEN
 from bench.workload import QUESTIONS
+from expressway.events import iter_events
+from expressway.heap import freeze_static_heap
+from graphs.agent import graph
 
 # Three tasks: two stock lookups, then a calculator over both results.
 LOAD_QUESTION = QUESTIONS[7]
 ANSWER_TOKENS = 200
-ROUTES = ("standard", "fast")
+ROUTES = ("standard", "fast", "in_process")
 
 
 def _answer_of(tokens: int) -> str:
@@ -87,17 +98,46 @@ def stream_run(client: Any) -> AsyncIterator[Any]:
     )
 
 
-async def measure_route(server: ServerProcess, prefix: str, concurrency: int) -> dict[str, Any]:
-    from langgraph_sdk import get_client
+class Meter(Protocol):
+    def cpu_s(self) -> float: ...
+    def rss_mb(self) -> float: ...
 
-    client = get_client(url=f"{server.url}{prefix}", timeout=300)
-    await one_run(stream_run(client))  # warm-up: imports, graph load, connections
-    memory_before, cpu_before = server.rss_mb(), server.cpu_s()
+
+class ThisProcess:
+    """The benchmark's own process, for the in-process runs (the simulator is a child process,
+    so only this process's own usage counts)."""
+
+    def cpu_s(self) -> float:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+
+    def rss_mb(self) -> float:
+        return ServerProcess("", os.getpid()).rss_mb() - sum(
+            ServerProcess("", child).rss_mb() for child in process_tree(os.getpid())[1:]
+        )
+
+
+async def in_process_run(base_url: str) -> AsyncIterator[StreamPart]:
+    """One run of the graph in this process, its events as the SSE client sees them."""
+    stream = graph.astream(
+        {"messages": [("user", LOAD_QUESTION.text)]},
+        context=context_at(base_url),
+        stream_mode=["custom"],
+    )
+    async for event in iter_events(stream):
+        yield StreamPart("custom", event)
+
+
+async def measure_route(
+    meter: Meter, start_run: Callable[[], AsyncIterator[Any]], concurrency: int
+) -> dict[str, Any]:
+    await one_run(start_run())  # warm-up: imports, graph load, connections
+    memory_before, cpu_before = meter.rss_mb(), meter.cpu_s()
     started = time.monotonic()
-    results = await asyncio.gather(*(one_run(stream_run(client)) for _ in range(concurrency)))
+    results = await asyncio.gather(*(one_run(start_run()) for _ in range(concurrency)))
     wall = time.monotonic() - started
-    cpu_s = server.cpu_s() - cpu_before
-    memory_after = server.rss_mb()
+    cpu_s = meter.cpu_s() - cpu_before
+    memory_after = meter.rss_mb()
     ok = [r for r in results if r["ok"]]
     e2e = [r["e2e_s"] for r in ok]
     ttft = [r["ttft_s"] for r in ok if r["ttft_s"] is not None]
@@ -143,9 +183,16 @@ async def run(
             return langgraph_server(server_env, log, jobs=concurrency)
 
         for route in routes:
+            if route == "in_process":
+                freeze_static_heap()  # as the app does at startup (expressway/heap.py)
+                run_here = partial(in_process_run, f"{sim_url}/v1")
+                measured[route] = await measure_route(ThisProcess(), run_here, concurrency)
+                continue
             with server_for(route) as server:
                 prefix = "/fast" if route == "fast" else ""
-                measured[route] = await measure_route(server, prefix, concurrency)
+                client = get_client(url=f"{server.url}{prefix}", timeout=300)
+                run_there = partial(stream_run, client)
+                measured[route] = await measure_route(server, run_there, concurrency)
     standard = measured.get("standard") or measured[routes[0]]
     return {
         "benchmark": "load",
@@ -180,7 +227,9 @@ def main(argv: list[str]) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="expressway bench load")
     parser.add_argument("--runs", type=int, default=200, help="concurrent runs (one each)")
     parser.add_argument(
-        "--routes", default=",".join(ROUTES), help="comma-separated: standard, fast"
+        "--routes",
+        default=",".join(ROUTES),
+        help="comma-separated: standard, fast, in_process (the graph in this process: the floor)",
     )
     parser.add_argument(
         "--fast-server",
