@@ -1,10 +1,12 @@
 """Where the HTTP app keeps threads: the LangGraph server's own checkpointer when the app is
 mounted there, Postgres at DATABASE_URI under plain uvicorn, else memory (one process only)."""
 
+import asyncio
 import os
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
@@ -47,10 +49,19 @@ async def own_checkpointer() -> AsyncIterator[BaseCheckpointSaver]:
     async with AsyncConnectionPool(uri, kwargs=connection, max_size=16, open=False) as pool:
         saver = AsyncPostgresSaver(pool)  # type: ignore[arg-type]
         # Workers start together: an advisory lock lets one at a time create or migrate tables.
+        # Polled, not awaited with pg_advisory_lock: a session blocked there holds a transaction
+        # open, and the migrations' CREATE INDEX CONCURRENTLY waits for it (a deadlock).
         async with pool.connection() as lock:
-            await lock.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+            while not await _try_lock(lock):  # noqa: ASYNC110 (another process holds it)
+                await asyncio.sleep(0.2)
             try:
                 await saver.setup()
             finally:
                 await lock.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
         yield saver
+
+
+async def _try_lock(connection: Any) -> bool:
+    cursor = await connection.execute("SELECT pg_try_advisory_lock(%s) AS held", (MIGRATION_LOCK,))
+    row = await cursor.fetchone()
+    return bool(row and row["held"])

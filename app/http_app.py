@@ -50,6 +50,8 @@ from graphs.agent import graph
 GRAPH_ID = "agent"  # the graph's name in langgraph.json
 PREFIX = "/fast"
 ACCEPTED = {"input", "context", "assistant_id", "stream_mode", "on_disconnect"}
+# Where a tier's requests go (with its API key) is the server's setting, never a caller's.
+SERVER_ONLY = {"fast_base_url", "frontier_base_url", "embedded_port"}
 STANDARD_ROUTE = "the standard route (/threads/{thread_id}/runs/stream)"
 
 
@@ -123,12 +125,22 @@ async def read_run_request(request: Request) -> RunRequest:
             '`input` must be an object like {"messages": [{"role": "user", "content": '
             '"..."}]}, and `context` an object of settings',
         )
+    if SERVER_ONLY & set(overrides):
+        raise HTTPException(
+            422,
+            f"`context` may not set {', '.join(sorted(SERVER_ONLY & set(overrides)))}: the "
+            "server's environment chooses where each tier's requests (and API keys) go",
+        )
+    settings = {spec.name for spec in fields(Context)} - SERVER_ONLY
+    if set(overrides) - settings:
+        raise HTTPException(
+            422,
+            f"unknown `context` settings {sorted(set(overrides) - settings)}; the settings are: "
+            f"{', '.join(sorted(settings))}",
+        )
     try:
         context = Context(**overrides)
-    except TypeError:
-        known = ", ".join(spec.name for spec in fields(Context))
-        raise HTTPException(422, f"unknown `context` setting; the settings are: {known}") from None
-    except ConfigurationError as error:
+    except (ConfigurationError, TypeError, ValueError) as error:
         raise HTTPException(422, f"context: {error}") from None
     return RunRequest(graph_input, context, overrides, request.path_params.get("thread_id"))
 

@@ -157,7 +157,7 @@ async def measure_route(
         "events_per_run": rounded(statistics.mean(r["events"] for r in ok) if ok else None, 1),
         "server_cpu_s": round(cpu_s, 3),
         "server_cpu_ms_per_run": rounded(cpu_s * 1000 / len(ok) if ok else None, 1),
-        "runs_per_cpu_s": rounded(len(ok) / cpu_s if cpu_s else None, 2),
+        "runs_per_s_per_core": rounded(len(ok) / cpu_s if cpu_s else None, 2),
         "server_rss_mb_before": round(memory_before, 1),
         "server_rss_mb_after": round(memory_after, 1),
     }

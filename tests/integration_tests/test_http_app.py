@@ -31,13 +31,16 @@ LONG_ANSWER_QUESTION = "Summarize the history of tea in a long essay."
 AUTH_FILE = Path(__file__).with_name("bearer_auth.py")
 
 
-def fast_request(question: str, base_url: str, **context: Any) -> dict[str, Any]:
-    """A fast-route request body whose tiers are both the simulated backend."""
-    tiers = {"fast_base_url": base_url, "frontier_base_url": base_url}
-    return {
-        "input": {"messages": [{"role": "user", "content": question}]},
-        "context": {**tiers, **context},
-    }
+def fast_request(question: str, **context: Any) -> dict[str, Any]:
+    messages = [{"role": "user", "content": question}]
+    return {"input": {"messages": messages}, "context": context}
+
+
+def tiers_in_this_process(monkeypatch: pytest.MonkeyPatch, base_url: str) -> None:
+    """Point both tiers at `base_url` for an app served on a thread of this process (tier URLs
+    come from the server's environment, never from a request)."""
+    for name, value in tiers_at(base_url).items():
+        monkeypatch.setenv(name, value)
 
 
 async def sse_messages(response: httpx.Response) -> AsyncIterator[tuple[str, Any]]:
@@ -127,10 +130,13 @@ async def test_both_routes_serve_the_same_events(tmp_path: Path) -> None:
 
 
 @contextlib.contextmanager
-def fast_route_at(where: str, backend_url: str, tmp_path: Path) -> Iterator[str]:
+def fast_route_at(
+    where: str, backend_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
     """The URL of a server with the fast route: the app alone under uvicorn, or mounted in
     `langgraph dev` by langgraph.json."""
     if where == "uvicorn":
+        tiers_in_this_process(monkeypatch, backend_url)
         with serve_in_thread(create_app()) as url:
             yield url
     else:
@@ -141,16 +147,18 @@ def fast_route_at(where: str, backend_url: str, tmp_path: Path) -> Iterator[str]
 
 @pytest.mark.reliability("backends")
 @pytest.mark.parametrize("where", ["uvicorn", "langgraph dev"])
-async def test_client_disconnect_closes_the_model_stream(where: str, tmp_path: Path) -> None:
+async def test_client_disconnect_closes_the_model_stream(
+    where: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     backend = SimulatedBackend(
         responder=FixedResponder(answer_tokens=500),
         profile=LatencyProfile(ttft_s=0.05, tokens_per_s=50),
     )
     with (
         RunningSimulator(backend) as simulator,
-        fast_route_at(where, simulator.base_url, tmp_path) as url,
+        fast_route_at(where, simulator.base_url, tmp_path, monkeypatch) as url,
     ):
-        await leave_after(url, fast_request(LONG_ANSWER_QUESTION, simulator.base_url), "token")
+        await leave_after(url, fast_request(LONG_ANSWER_QUESTION), "token")
         for _ in range(200):
             if backend.stats.cancelled:
                 break
@@ -160,18 +168,21 @@ async def test_client_disconnect_closes_the_model_stream(where: str, tmp_path: P
 
 
 @pytest.mark.reliability("tools")
-async def test_client_disconnect_cancels_running_tools() -> None:
+async def test_client_disconnect_cancels_running_tools(monkeypatch: pytest.MonkeyPatch) -> None:
     cancelled = threading.Event()  # the app runs on uvicorn's own thread and event loop
     backend = SimulatedBackend(responder=PlanSlowLookup())
     agent = build_graph(tools=[slow_lookup(cancelled)])
     with RunningSimulator(backend) as simulator, serve_in_thread(create_app(agent)) as url:
-        body = fast_request("What is the status of order a?", simulator.base_url)
+        tiers_in_this_process(monkeypatch, simulator.base_url)
+        body = fast_request("What is the status of order a?")
         await leave_after(url, body, "task.started")
         await asyncio.to_thread(cancelled.wait, 5)
     assert cancelled.is_set()
 
 
-async def test_a_slow_client_gets_every_token_in_order_in_fewer_events() -> None:
+async def test_a_slow_client_gets_every_token_in_order_in_fewer_events(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # Tokens of ~3 KB each (runs of spaces, one token apiece for the simulator), read by a client
     # with small socket buffers that takes 20 ms per message: the server's writes back up after a
     # few of them, as for a client on a slow network.
@@ -187,7 +198,8 @@ async def test_a_slow_client_gets_every_token_in_order_in_fewer_events() -> None
         RunningSimulator(backend) as simulator,
         serve_in_thread(create_app(), send_buffer_bytes=4096) as url,
     ):
-        body = fast_request(LONG_ANSWER_QUESTION, simulator.base_url, force_tier="fast")
+        tiers_in_this_process(monkeypatch, simulator.base_url)
+        body = fast_request(LONG_ANSWER_QUESTION, force_tier="fast")
         tokens = []
         async with (
             httpx.AsyncClient(base_url=url, timeout=60, transport=small_buffers) as client,
@@ -203,31 +215,18 @@ async def test_a_slow_client_gets_every_token_in_order_in_fewer_events() -> None
     assert sum(token.get("tokens", 1) for token in tokens) == len(sent)
 
 
-def _auth_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    # As LangGraph's server sets it from langgraph.json's "auth"; plain uvicorn reads it too.
-    monkeypatch.setenv("LANGGRAPH_AUTH", json.dumps({"path": f"{AUTH_FILE}:auth"}))
-
-
-@pytest.mark.reliability("security")
-async def test_fast_route_auth_under_uvicorn(monkeypatch: pytest.MonkeyPatch) -> None:
-    _auth_env(monkeypatch)
-    backend = SimulatedBackend(responder=PlanThenAnswer(answer_tokens=5))
-    with RunningSimulator(backend) as simulator, serve_in_thread(create_app()) as url:
-        body = fast_request(QUESTION, simulator.base_url)
-        refused, detail = await fast_run(url, body)
-        assert refused == 401 and "Bearer" in detail["detail"]
-        assert (await fast_run(url, body, Authorization="Bearer wrong"))[0] == 401
-        status, messages = await fast_run(url, body, "ana-1", Authorization="Bearer token-ana")
-        assert status == 200 and events_of(messages)[-1]["type"] == "run.finished"
-        # Ana's thread is Ana's: Ben cannot continue it, Ana can.
-        assert (await fast_run(url, body, "ana-1", Authorization="Bearer token-ben"))[0] == 404
-        status, messages = await fast_run(url, body, "ana-1", Authorization="Bearer token-ana")
-        assert status == 200 and events_of(messages)[-1]["type"] == "run.finished"
-    assert backend.stats.requests > 0
-
-
-@pytest.mark.reliability("security")
-async def test_fast_route_auth_in_the_langgraph_server(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def fast_route_with_auth(
+    where: str, backend_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """A server whose langgraph.json names tests/integration_tests/bearer_auth.py's Auth."""
+    if where == "uvicorn":
+        # As LangGraph's server sets it from langgraph.json's "auth"; the app reads it too.
+        monkeypatch.setenv("LANGGRAPH_AUTH", json.dumps({"path": f"{AUTH_FILE}:auth"}))
+        tiers_in_this_process(monkeypatch, backend_url)
+        with serve_in_thread(create_app()) as url:
+            yield url
+        return
     config = tmp_path / "langgraph.json"
     config.write_text(
         json.dumps(
@@ -242,17 +241,34 @@ async def test_fast_route_auth_in_the_langgraph_server(tmp_path: Path) -> None:
             }
         )
     )
+    env = {**os.environ, **tiers_at(backend_url)}
+    with langgraph_dev(env, tmp_path / "langgraph.log", config=config) as url:
+        yield url
+
+
+@pytest.mark.reliability("security")
+@pytest.mark.parametrize("where", ["uvicorn", "langgraph dev"])
+async def test_fast_route_auth(where: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     backend = SimulatedBackend(responder=PlanThenAnswer(answer_tokens=5))
-    with RunningSimulator(backend) as simulator:
-        env = {**os.environ, **tiers_at(simulator.base_url)}
-        with langgraph_dev(env, tmp_path / "langgraph.log", config=config) as url:
-            body = fast_request(QUESTION, simulator.base_url)
-            assert (await fast_run(url, body))[0] == 401
-            status, messages = await fast_run(url, body, Authorization="Bearer token-ana")
+    body = fast_request(QUESTION)
+    with (
+        RunningSimulator(backend) as simulator,
+        fast_route_with_auth(where, simulator.base_url, tmp_path, monkeypatch) as url,
+    ):
+        refused, detail = await fast_run(url, body)
+        assert refused == 401 and "Bearer" in detail["detail"]
+        assert (await fast_run(url, body, Authorization="Bearer wrong"))[0] == 401
+        assert backend.stats.requests == 0
+        status, messages = await fast_run(url, body, "ana-1", Authorization="Bearer token-ana")
+        assert status == 200 and events_of(messages)[-1]["type"] == "run.finished"
+        # Ana's thread is Ana's: Ben cannot continue it, Ana can.
+        assert (await fast_run(url, body, "ana-1", Authorization="Bearer token-ben"))[0] == 404
+        status, messages = await fast_run(url, body, "ana-1", Authorization="Bearer token-ana")
+        assert status == 200 and events_of(messages)[-1]["type"] == "run.finished"
+        if where == "langgraph dev":  # the standard route takes the same hook
             async with httpx.AsyncClient(base_url=url, timeout=60) as client:
                 standard = await client.post("/runs/wait", json={"assistant_id": "agent", **body})
-    assert status == 200 and events_of(messages)[-1]["type"] == "run.finished"
-    assert standard.status_code == 401  # the standard route takes the same hook
+            assert standard.status_code == 401
 
 
 async def test_uvicorn_workers_keep_threads_in_postgres(postgres_uri: str, tmp_path: Path) -> None:
@@ -262,7 +278,7 @@ async def test_uvicorn_workers_keep_threads_in_postgres(postgres_uri: str, tmp_p
         with uvicorn_server(env, tmp_path / "uvicorn.log", workers=2) as server:
             for _ in range(4):  # requests spread over both workers
                 status, messages = await fast_run(
-                    server.url, fast_request(QUESTION, simulator.base_url), "shared-thread"
+                    server.url, fast_request(QUESTION), "shared-thread"
                 )
                 assert status == 200 and events_of(messages)[-1]["type"] == "run.finished"
     async with AsyncPostgresSaver.from_conn_string(postgres_uri) as saver:
@@ -283,3 +299,7 @@ async def test_bad_requests_say_what_to_send() -> None:
         assert status == 422 and "standard route" in detail["detail"]
         status, detail = await fast_run(url, {"input": {}, "command": {"resume": 1}})
         assert status == 422 and "command" in detail["detail"]
+        # Where a tier's requests (and its API key) go is the server's choice, not a caller's.
+        evil = {"input": {}, "context": {"fast_base_url": "http://attacker.example/v1"}}
+        status, detail = await fast_run(url, evil)
+        assert status == 422 and "fast_base_url" in detail["detail"]
