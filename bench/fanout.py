@@ -6,7 +6,6 @@ one tool's latency. LangGraph's prebuilt ToolNode runs the same calls as a refer
 """
 
 import asyncio
-import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +18,7 @@ from bench.scripted_model import ScriptedChatModel
 from expressway.context import Context
 from expressway.toolbox import as_tools
 from graphs.agent import build_graph
+from nodes.planner import encode_plan
 from nodes.task_runner import call_tool
 
 
@@ -39,10 +39,7 @@ def latency_tools(latency_s: float) -> dict[str, Callable[..., Any]]:
 
 
 def fan_out_plan(tool_name: str, n: int) -> str:
-    tasks = [
-        {"id": i, "tool": tool_name, "args": {"key": f"k{i}"}, "deps": []} for i in range(1, n + 1)
-    ]
-    return json.dumps({"tasks": tasks})
+    return encode_plan([(tool_name, {"key": f"k{i}"}) for i in range(1, n + 1)])
 
 
 async def graph_tools_wall_s(tool: Callable[..., Any], n: int, mode: str) -> float:

@@ -1,9 +1,9 @@
 """`make reliability`: runs every test marked `reliability(category)` and prints cases tried and
 passed per category (tools, model output, backends, configuration, input, security), then the load
-test (200 concurrent runs through `langgraph dev`, bench/load.py), as a table and as one JSON
-object. The durability cases: tests/unit_tests/test_durable_tasks.py (a run stopped while tools run,
-resumed on SQLite) and bench/durability.py (SIGKILL mid-answer and mid-tools, then resume, on SQLite
-and PostgreSQL)."""
+test (200 concurrent runs through each HTTP route of `langgraph dev`, bench/load.py), as a table
+and as one JSON object. The durability cases: tests/unit_tests/test_durable_tasks.py (a run
+stopped while tools run, resumed on SQLite) and bench/durability.py (SIGKILL mid-answer and
+mid-tools, then resume, on SQLite and PostgreSQL)."""
 
 import collections
 import json
@@ -64,13 +64,16 @@ def main(argv: list[str]) -> dict[str, Any]:
             file=sys.stderr,
         )
     load = load_benchmark.main([])
-    print(
-        f"load: {load['completed']}/{load['concurrent_runs']} runs completed, {load['failed']} "
-        f"failed; e2e p50 {load['e2e_p50_s']} s, p99 {load['e2e_p99_s']} s; first token p50 "
-        f"{load['ttft_p50_s']} s, p99 {load['ttft_p99_s']} s; server memory "
-        f"{load['server_rss_mb_before']} -> {load['server_rss_mb_after']} MB",
-        file=sys.stderr,
-    )
+    for route, figures in load["routes"].items():
+        print(
+            f"load ({route} route): {figures['completed']}/{load['concurrent_runs']} runs "
+            f"completed, {figures['failed']} failed; e2e p50 {figures['e2e_p50_s']} s, p99 "
+            f"{figures['e2e_p99_s']} s; first token p50 {figures['ttft_p50_s']} s, p99 "
+            f"{figures['ttft_p99_s']} s; server memory {figures['server_rss_mb_before']} -> "
+            f"{figures['server_rss_mb_after']} MB, CPU {figures['server_cpu_ms_per_run']} ms "
+            "per run",
+            file=sys.stderr,
+        )
     return {
         "benchmark": "reliability",
         "schema_version": 1,
@@ -83,7 +86,8 @@ def main(argv: list[str]) -> dict[str, Any]:
 if __name__ == "__main__":
     report = main(sys.argv[1:])
     print(json.dumps(report))
-    lost = (
-        report["load"]["failed"] or report["load"]["completed"] < report["load"]["concurrent_runs"]
+    lost = any(
+        figures["failed"] or figures["completed"] < report["load"]["concurrent_runs"]
+        for figures in report["load"]["routes"].values()
     )
     sys.exit(report["pytest_exit_code"] or int(bool(lost)))

@@ -37,7 +37,7 @@ class ScriptedChatModel(BaseChatModel):
         if not is_plan:
             return self.answer
         planned = sum(call["plan"] for call in self.calls)
-        return self.plans[min(planned, len(self.plans)) - 1] if self.plans else '{"tasks": []}'
+        return self.plans[min(planned, len(self.plans)) - 1] if self.plans else '{"plan": []}'
 
     def _generate(
         self,

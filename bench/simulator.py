@@ -104,7 +104,7 @@ class FixedResponder:
 
     def __call__(self, request: dict[str, Any]) -> str:
         if "response_format" in request:
-            return '{"tasks": []}'
+            return '{"plan": []}'  # nodes/planner.py's empty plan
         return " ".join(f"word{i}" for i in range(self.answer_tokens)) + "."
 
 
@@ -364,11 +364,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--workload", action="store_true", help="script replies from bench/workload.py's questions"
     )
+    parser.add_argument(
+        "--responder", help="script replies with this function instead, as MODULE:NAME"
+    )
     args = parser.parse_args(argv)
-    if args.workload:
+    if args.responder:
+        import importlib
+
+        module, _, name = args.responder.partition(":")
+        responder: Responder = getattr(importlib.import_module(module), name)
+    elif args.workload:
         from bench.workload import scripted_reply
 
-        responder: Responder = scripted_reply
+        responder = scripted_reply
     else:
         responder = FixedResponder(args.answer_tokens)
     backend = SimulatedBackend(

@@ -5,8 +5,10 @@ moment each answer chunk's bytes were on the socket; the consumer records the mo
 event arrived. The clock is the system's monotonic clock, shared by every process on the
 machine. Measured:
 
-- relay per token (arrival - sent), p50/p99, in-process (`graph.astream`) and through
-  `langgraph dev` over SSE (`langgraph-sdk` client), and the OpenAI client alone as the floor
+- relay per token (arrival - sent), p50/p99, in-process (`graph.astream`), and over SSE through
+  `langgraph dev` (`langgraph-sdk` client): its fast route (app/http_app.py, mounted by
+  langgraph.json; `server_*` keys) and its standard `/runs/stream` route (`standard_server_*`),
+  and the OpenAI client alone as the floor
   (`openai_client_relay_*`), and under that the bytes parsed with httpx + json alone
   (`http_floor_relay_*`: the machine's process wake-up and socket costs) and the same inside one
   LangGraph node writing to the custom stream (`langgraph_floor_relay_*`: the least any relay
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 import httpx
+from langgraph_sdk import get_client
 
 from bench.harness import context_at, langgraph_dev, percentile, simulator_process, tiers_at
 from expressway.events import iter_events
@@ -100,10 +103,11 @@ async def run_openai_client(base_url: str) -> AsyncIterator[tuple[dict[str, Any]
             yield {"type": "token", "text": chunk.choices[0].delta.content}, time.monotonic()
 
 
-async def run_over_http(server_url: str) -> AsyncIterator[tuple[dict[str, Any], float]]:
-    from langgraph_sdk import get_client
-
-    client = get_client(url=server_url)
+async def run_over_http(client: Any) -> AsyncIterator[tuple[dict[str, Any], float]]:
+    """A run through a langgraph-sdk client of the server's standard route, or of its fast route
+    (the client's URL ends in /fast): the same call either way. The client is made once, before
+    the runs: building one (its TLS context) costs tens of milliseconds that are not the
+    server's."""
     async for part in client.runs.stream(
         None,
         "agent",
@@ -123,18 +127,25 @@ async def measure(
         requested = time.monotonic()
         arrivals = [(event, arrived) async for event, arrived in consumer]
         sent = (await http.get(f"{sim_url}/stats")).json()["chunks"][seen:]
-    tokens = [(event, arrived) for event, arrived in arrivals if event["type"] == "token"]
-    if [event["text"] for event, _ in tokens] != [chunk["text"] for chunk in sent]:
+    # A token event that merged n waiting chunks (the fast route's coalescing) relays all n.
+    chunk_arrivals = [
+        arrived
+        for event, arrived in arrivals
+        if event["type"] == "token"
+        for _ in range(event.get("tokens", 1))
+    ]
+    text = "".join(event["text"] for event, _ in arrivals if event["type"] == "token")
+    if len(chunk_arrivals) != len(sent) or text != "".join(chunk["text"] for chunk in sent):
         raise RuntimeError("token events do not match the chunks the backend sent")
     relays = [
         (arrived - chunk["sent_at"]) * 1000
-        for (_, arrived), chunk in zip(tokens, sent, strict=True)
+        for arrived, chunk in zip(chunk_arrivals, sent, strict=True)
     ]
     return {
         "relays_ms": relays,
         "first_event_ms": (arrivals[0][1] - requested) * 1000,
         "first_token_after_backend_ms": relays[0],
-        "ttft_ms": (tokens[0][1] - requested) * 1000,
+        "ttft_ms": (chunk_arrivals[0] - requested) * 1000,
     }
 
 
@@ -176,7 +187,12 @@ async def run(
         in_process = await measure_runs(lambda: run_in_process(f"{sim_url}/v1"), sim_url, runs)
         server_env = {**os.environ, **tiers_at(f"{sim_url}/v1")}
         with langgraph_dev(server_env, workdir / "langgraph.log") as server_url:
-            served = await measure_runs(lambda: run_over_http(server_url), sim_url, runs)
+            fast_client, standard_client = (
+                get_client(url=f"{server_url}/fast"),
+                get_client(url=server_url),
+            )
+            fast = await measure_runs(lambda: run_over_http(fast_client), sim_url, runs)
+            standard = await measure_runs(lambda: run_over_http(standard_client), sim_url, runs)
     return {
         "benchmark": "stream",
         "schema_version": 1,
@@ -195,7 +211,8 @@ async def run(
             for key, value in summarize(runs_of, prefix).items()
             if "relay" in key
         },
-        **summarize(served, "server_"),
+        **summarize(fast, "server_"),
+        **summarize(standard, "standard_server_"),
     }
 
 

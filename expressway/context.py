@@ -130,6 +130,15 @@ class Context:
         default=20_000,
         metadata={"description": "Longest question accepted; longer ones fail with a clear error."},
     )
+    token_merge_window_ms: float = field(
+        default=50.0,
+        metadata={
+            "description": "The HTTP app's fast route: answer tokens that are already waiting "
+            "to be sent (a slow client, a busy server) go out as one event covering at most "
+            "this many milliseconds of the answer; a client that keeps up gets every token at "
+            "once. 0 sends each token as its own event."
+        },
+    )
     embedded_port: int = field(
         default=8000, metadata={"description": "Port of the embedded local vLLM server."}
     )
@@ -186,6 +195,10 @@ class Context:
         ):
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"EXPRESSWAY_{name.upper()} must be greater than 0")
+        if self.token_merge_window_ms < 0:
+            raise ConfigurationError(
+                "EXPRESSWAY_TOKEN_MERGE_WINDOW_MS must be 0 (never merge) or more"
+            )
         for tier in BUILT_IN_TIERS:
             url = getattr(self, f"{tier}_base_url")
             if url and not url.startswith(("http://", "https://")):

@@ -133,3 +133,27 @@ def test_langgraph_dev_streams_a_run_over_http(embedded_port: int, tmp_path) -> 
         assert final["messages"][-1]["content"] == answer
         state = client.threads.get_state(thread["thread_id"])
         assert len(state["values"]["messages"]) == 2
+
+
+def test_the_fast_route_streams_a_threaded_run_from_the_real_model(
+    embedded_port: int, tmp_path
+) -> None:
+    from langgraph_sdk import get_sync_client
+
+    env = {**os.environ, "EXPRESSWAY_EMBEDDED_PORT": str(embedded_port)}
+    with langgraph_dev(env, tmp_path / "langgraph.log") as url:
+        fast = get_sync_client(url=f"{url}/fast")
+        for question in ("What time is it in Tokyo?", "And in Toronto?"):
+            parts = list(
+                fast.runs.stream(
+                    "embedded-thread",
+                    "agent",
+                    input={"messages": [{"role": "user", "content": question}]},
+                    stream_mode="custom",
+                )
+            )
+            assert parts[0].event == "metadata", parts
+            assert parts[0].data["thread_id"] == "embedded-thread"
+            events = [p.data for p in parts if p.event == "custom"]
+            assert events[0]["type"] == "run.started" and events[-1]["type"] == "run.finished"
+            assert any(e["type"] == "token" for e in events)

@@ -3,6 +3,8 @@ stream matching the in-process one."""
 
 import asyncio
 import os
+import threading
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -86,9 +88,8 @@ async def test_slow_consumer_gets_every_event_and_the_run_stays_bounded() -> Non
     assert backend_done_at is not None and backend_done_at < len(tokens) // 2
 
 
-@pytest.mark.reliability("tools")
-async def test_consumer_disconnect_cancels_running_tools() -> None:
-    cancelled = asyncio.Event()
+def slow_lookup(cancelled: asyncio.Event | threading.Event) -> Callable[[str], Awaitable[str]]:
+    """A tool that waits a minute, and sets `cancelled` if it is cancelled first."""
 
     async def slow_lookup(key: str) -> str:
         """Looks a key up in a slow remote store."""
@@ -99,12 +100,23 @@ async def test_consumer_disconnect_cancels_running_tools() -> None:
             raise
         return key
 
-    plan = encode_plan([("slow_lookup", {"key": "a"})])
-    backend = SimulatedBackend(
-        responder=lambda request: plan if "response_format" in request else "x"
-    )
+    return slow_lookup
+
+
+class PlanSlowLookup(FixedResponder):
+    """A plan of one slow_lookup task, then a one-word answer."""
+
+    def __call__(self, request: dict) -> str:
+        plan = encode_plan([("slow_lookup", {"key": "a"})])
+        return plan if "response_format" in request else "x"
+
+
+@pytest.mark.reliability("tools")
+async def test_consumer_disconnect_cancels_running_tools() -> None:
+    cancelled = asyncio.Event()
+    backend = SimulatedBackend(responder=PlanSlowLookup())
     with RunningSimulator(backend) as simulator:
-        agent = build_graph(tools=[slow_lookup])
+        agent = build_graph(tools=[slow_lookup(cancelled)])
         stream = agent.astream(
             {"messages": [("user", "What is the status of order a?")]},
             context=context_at(simulator.base_url),
@@ -174,9 +186,26 @@ async def test_stream_benchmark_reports_every_relay_it_names(tmp_path) -> None:
     report = await stream.run(
         runs=1, answer_tokens=20, tokens_per_s=500, ttft_s=0.01, workdir=tmp_path
     )
-    prefixes = ("", "http_floor_", "langgraph_floor_", "openai_client_", "server_")
+    prefixes = (
+        "",
+        "http_floor_",
+        "langgraph_floor_",
+        "openai_client_",
+        "server_",
+        "standard_server_",
+    )
     for prefix in prefixes:
         assert report[f"{prefix}relay_p99_ms"] >= report[f"{prefix}relay_p50_ms"] > 0
-    for key in ("first_event_ms", "first_token_after_backend_ms", "server_first_event_ms"):
+    for key in (
+        "first_event_ms",
+        "first_token_after_backend_ms",
+        "server_first_event_ms",
+        "standard_server_first_event_ms",
+    ):
         assert report[key] > 0
-    assert report["tokens_measured"] == report["server_tokens_measured"] > 0
+    assert (
+        report["tokens_measured"]
+        == report["server_tokens_measured"]
+        == report["standard_server_tokens_measured"]
+        > 0
+    )

@@ -56,16 +56,27 @@ def test_serve_local_runs_the_embedded_profile() -> None:
     assert PROFILE == INFRA / "vllm" / "cpu-embedded.yaml"
 
 
+def _healthy_dependencies(service: dict) -> set[str]:
+    return {
+        dep for dep, cond in service["depends_on"].items() if cond["condition"] == "service_healthy"
+    }
+
+
 def test_compose_services_are_wired_and_health_checked() -> None:
     compose = yaml.safe_load((INFRA / "compose" / "docker-compose.yaml").read_text())
     services = compose["services"]
-    assert set(services) == {"vllm-fast", "vllm-frontier", "postgres", "redis", "langgraph-api"}
+    assert set(services) == {
+        "vllm-fast",
+        "vllm-frontier",
+        "postgres",
+        "redis",
+        "langgraph-api",
+        "expressway-app",
+    }
     for name, service in services.items():
         assert "healthcheck" in service, name
     api = services["langgraph-api"]
-    assert {
-        dep for dep, cond in api["depends_on"].items() if cond["condition"] == "service_healthy"
-    } == (set(services) - {"langgraph-api"})
+    assert _healthy_dependencies(api) == set(services) - {"langgraph-api", "expressway-app"}
     env = api["environment"]
     assert env["EXPRESSWAY_FAST_BASE_URL"] == "http://vllm-fast:8000/v1"
     assert env["EXPRESSWAY_FRONTIER_BASE_URL"] == "http://vllm-frontier:8001/v1"
@@ -94,7 +105,9 @@ def test_kubernetes_manifests_are_consistent() -> None:
         assert doc["apiVersion"] and doc["kind"] and doc["metadata"]["name"]
     deployments = {d["metadata"]["name"]: d for d in documents if d["kind"] == "Deployment"}
     services = [d for d in documents if d["kind"] == "Service"]
-    assert {"vllm-fast", "vllm-frontier", "vllm-router", "langgraph-api"} <= set(deployments)
+    assert {"vllm-fast", "vllm-frontier", "vllm-router", "langgraph-api", "expressway-app"} <= set(
+        deployments
+    )
     for deployment in deployments.values():
         labels = deployment["spec"]["template"]["metadata"]["labels"]
         assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
@@ -116,6 +129,12 @@ def test_kubernetes_manifests_are_consistent() -> None:
             assert port["targetPort"] in container_ports
     assert deployments["vllm-fast"]["spec"]["replicas"] > 1
     assert deployments["langgraph-api"]["spec"]["replicas"] > 1
+    assert deployments["expressway-app"]["spec"]["replicas"] > 1
+    app_container = deployments["expressway-app"]["spec"]["template"]["spec"]["containers"][0]
+    assert app_container["readinessProbe"]["httpGet"]["path"] == "/fast/ok"
+    app_env = {e["name"]: e for e in app_container["env"]}
+    assert app_env["DATABASE_URI"]["valueFrom"]["secretKeyRef"]["key"] == "app-database-uri"
+    assert int(app_env["WEB_CONCURRENCY"]["value"]) > 1
     router_args = [
         c["args"] for c in deployments["vllm-router"]["spec"]["template"]["spec"]["containers"]
     ]
@@ -125,3 +144,71 @@ def test_kubernetes_manifests_are_consistent() -> None:
         for e in deployments["langgraph-api"]["spec"]["template"]["spec"]["containers"][0]["env"]
     }
     assert api_env["EXPRESSWAY_FAST_BASE_URL"] == "http://vllm-router:8000/v1"
+
+
+def test_compose_can_serve_the_fast_route_on_uvicorn_without_the_langgraph_server() -> None:
+    services = yaml.safe_load((INFRA / "compose" / "docker-compose.yaml").read_text())["services"]
+    app = services["expressway-app"]
+    assert app["profiles"] == ["uvicorn"]  # an alternative: started only when named
+    assert _healthy_dependencies(app) == {"postgres", "vllm-fast", "vllm-frontier"}
+    env = app["environment"]
+    assert (
+        env["DATABASE_URI"].startswith("postgresql://") and "@postgres:5432/" in env["DATABASE_URI"]
+    )
+    assert int(env["WEB_CONCURRENCY"].split(":-")[1].rstrip("}")) > 1
+    assert (
+        env["EXPRESSWAY_FAST_BASE_URL"]
+        == services["langgraph-api"]["environment"]["EXPRESSWAY_FAST_BASE_URL"]
+    )
+    assert "/fast/ok" in " ".join(app["healthcheck"]["test"])
+
+
+def test_the_app_image_runs_the_http_app_with_what_it_imports() -> None:
+    import ast
+    import importlib.metadata
+    import re
+    import sys
+    import tomllib
+
+    dockerfile = (INFRA / "app.Dockerfile").read_text()
+    assert '"uvicorn", "app.http_app:app"' in dockerfile
+    assert 'pip install --no-cache-dir ".[serve]"' in dockerfile
+    project = tomllib.loads((INFRA.parent / "pyproject.toml").read_text())["project"]
+    declared = {
+        re.split(r"[\[<>=]", requirement)[0].lower()
+        for requirement in project["dependencies"] + project["optional-dependencies"]["serve"]
+    }
+    distributions = importlib.metadata.packages_distributions()
+    local = {"app", "expressway", "graphs", "nodes", "routers", "tools"}
+    for module in (INFRA.parent / "app").glob("*.py"):
+        if module.name in {"cli.py", "embedded.py"}:  # the CLI's extras are `embedded`, not `serve`
+            continue
+        for node in ast.walk(ast.parse(module.read_text())):
+            names = (
+                [alias.name for alias in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module]
+                if isinstance(node, ast.ImportFrom) and node.module and not node.level
+                else []
+            )
+            for name in names:
+                top = name.split(".")[0]
+                if top in local or top in sys.stdlib_module_names or top == "langgraph_api":
+                    continue
+                owners = {owner.lower() for owner in distributions.get(top, [])}
+                assert owners & declared, f"{module.name} imports {top}, not declared for `serve`"
+
+
+def test_langgraph_json_mounts_the_fast_route_with_the_servers_auth() -> None:
+    import json
+
+    from starlette.applications import Starlette
+
+    config = json.loads((INFRA.parent / "langgraph.json").read_text())
+    path, _, name = config["http"]["app"].rpartition(":")
+    assert (INFRA.parent / path).resolve() == INFRA.parent / "app" / "http_app.py"
+    assert config["http"]["enable_custom_route_auth"] is True
+
+    from app import http_app
+
+    assert isinstance(getattr(http_app, name), Starlette)
