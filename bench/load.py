@@ -35,7 +35,7 @@ from bench.harness import (
     tiers_at,
     uvicorn_server,
 )
-from bench.simulator import _TOKEN
+from bench.simulator import TOKEN
 from bench.workload import QUESTIONS
 from expressway.events import iter_events
 from expressway.heap import freeze_static_heap
@@ -50,7 +50,7 @@ ROUTES = ("standard", "fast", "in_process")
 def _answer_of(tokens: int) -> str:
     """A plausible answer exactly `tokens` simulator tokens long."""
     text = " ".join([LOAD_QUESTION.answer] * (tokens // 10 + 1))
-    return "".join(_TOKEN.findall(text)[:tokens])
+    return "".join(TOKEN.findall(text)[:tokens])
 
 
 LOAD_ANSWER = _answer_of(ANSWER_TOKENS)

@@ -8,6 +8,7 @@ phrasing of a short instruction); the planner runs all 6 to rank tools against a
 
 import json
 import zipfile
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, distribution
@@ -27,6 +28,7 @@ class EncoderUnavailableError(RuntimeError):
 
 # The instruction is at the start of a request; longer texts are cut (bounds the worst case).
 MAX_TOKENS = 64
+RECENT_TEXTS = 64
 _GELU_C = np.float32(np.sqrt(2 / np.pi))
 
 
@@ -75,6 +77,7 @@ class SentenceEncoder:
         self.layers = [self._layer(weights, f"encoder.layer.{i}.") for i in range(layers)]
         self.dimension = self.word.shape[1]
         self._blas = ThreadpoolController()
+        self._recent: OrderedDict[str, np.ndarray] = OrderedDict()
 
     @staticmethod
     def _layer(w: dict[str, np.ndarray], p: str) -> _Layer:
@@ -93,6 +96,22 @@ class SentenceEncoder:
         )
 
     def embed(self, text: str) -> np.ndarray:
+        """The text's embedding (unit length). The last few are kept: the router and the planner
+        embed the same question."""
+        cached = self._recent.get(text)
+        if cached is None:
+            cached = self._embed_one(text)
+            cached.flags.writeable = False
+            self._recent[text] = cached
+            if len(self._recent) > RECENT_TEXTS:
+                self._recent.popitem(last=False)
+        return cached
+
+    def forget(self) -> None:
+        """Drop the remembered embeddings (a benchmark times the work itself)."""
+        self._recent.clear()
+
+    def _embed_one(self, text: str) -> np.ndarray:
         # One BLAS thread: these matrices are small, and threads that wait for busy cores cost
         # far more than they save (on the 2-core dev machine: p50 36 ms with 2 threads, 8 with 1).
         with self._blas.limit(limits=1, user_api="blas"):

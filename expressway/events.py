@@ -6,14 +6,13 @@ the run started, from a monotonic clock). Nodes emit them through LangGraph's cu
 stream and the CLI all see the same events in the same order.
 """
 
-import asyncio
-import contextlib
 import time
-from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any, Literal, NotRequired, TypedDict
 
 from langgraph.config import get_stream_writer
+
+from expressway.coalesce import merge_waiting
 
 SCHEMA_VERSION = 1
 
@@ -80,66 +79,25 @@ async def iter_events(
             yield dict(payload)
 
 
-async def coalesce_tokens(
+def coalesce_tokens(
     events: AsyncGenerator[dict[str, Any], None], window_s: float
-) -> AsyncIterator[dict[str, Any]]:
+) -> AsyncGenerator[dict[str, Any], None]:
     """Yield `events`, merging token events that are already waiting when the consumer asks for
     the next one: a consumer that keeps up gets every token as its own event, at once; one that
     fell behind (a slow client, a busy server) gets each run of waiting tokens (same tier and
     model, at most `window_s` apart from the first by their `t`) as one event whose `text` joins
-    theirs and whose `tokens` counts them. Nothing is held back to wait for more, so no event
-    arrives later than it would without merging. `window_s` 0 never merges.
+    theirs and whose `tokens` counts them. `window_s` 0 never merges (expressway/coalesce.py)."""
 
-    `events` is read on its own task so that what waits can be seen; closing this iterator (or
-    cancelling its consumer) cancels that task, which closes `events`."""
-    waiting: deque[dict[str, Any]] = deque()
-    arrived = asyncio.Event()
-    failed: list[Exception] = []
-    done = False
+    def merge(first: dict[str, Any], after: dict[str, Any]) -> dict[str, Any] | None:
+        if not (
+            window_s > 0
+            and first["type"] == after["type"] == "token"
+            and after.get("tier") == first.get("tier")
+            and after.get("model") == first.get("model")
+            and after["t"] - first["t"] <= window_s
+        ):
+            return None
+        tokens = first.get("tokens", 1) + after.get("tokens", 1)
+        return {**first, "text": first["text"] + after["text"], "tokens": tokens}
 
-    async def read() -> None:
-        nonlocal done
-        try:
-            async with contextlib.aclosing(events) as source:
-                async for event in source:
-                    waiting.append(event)
-                    arrived.set()
-        except Exception as error:  # handed to the consumer after the events before it
-            failed.append(error)
-        finally:
-            done = True
-            arrived.set()
-
-    reader = asyncio.create_task(read())
-    try:
-        while waiting or not done:
-            if not waiting:
-                arrived.clear()
-                await arrived.wait()
-                continue
-            event = waiting.popleft()
-            merge = event["type"] == "token" and window_s > 0
-            yield _merge_waiting(event, waiting, window_s) if merge else event
-        if failed:
-            raise failed[0]
-    finally:
-        reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reader
-
-
-def _merge_waiting(
-    first: dict[str, Any], waiting: deque[dict[str, Any]], window_s: float
-) -> dict[str, Any]:
-    texts = [first["text"]]
-    while (
-        waiting
-        and waiting[0]["type"] == "token"
-        and waiting[0].get("tier") == first.get("tier")
-        and waiting[0].get("model") == first.get("model")
-        and waiting[0]["t"] - first["t"] <= window_s
-    ):
-        texts.append(waiting.popleft()["text"])
-    if len(texts) == 1:
-        return first
-    return {**first, "text": "".join(texts), "tokens": len(texts)}
+    return merge_waiting(events, merge)

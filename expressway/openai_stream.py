@@ -7,8 +7,10 @@ socket to the graph's consumer (`expressway bench stream`). This class sends the
 through the same SDK client (payload, auth, retries, timeouts and HTTP status errors unchanged),
 reads the response's server-sent events with httpx-sse, and hands each event's JSON to
 langchain-openai's own chunk conversion and callbacks, so tracing and LangGraph's `messages`
-stream see the same chunks. Structured output (`response_format`), the Responses API and response
-headers keep the stock path.
+stream see the same chunks. A `response_format` given as a dict (the planner's JSON schema) takes
+the lean path too, and a reply cut by max_tokens raises `openai.LengthFinishReasonError` at the
+end, as the SDK's structured stream does; a pydantic schema (`with_structured_output`, which needs
+the SDK's parsed final chunk), the Responses API and response headers keep the stock path.
 
 It relies on three of langchain-openai's private methods and two of its error helpers (pinned in
 pyproject.toml); `tests/unit_tests/test_openai_stream.py` checks that both paths give the same
@@ -28,6 +30,14 @@ from langchain_core.messages import AIMessageChunk, BaseMessage, BaseMessageChun
 from langchain_core.outputs import ChatGenerationChunk
 from langchain_openai import ChatOpenAI
 from langchain_openai.chat_models.base import _handle_openai_api_error, _handle_openai_bad_request
+from openai.types.chat import ChatCompletion
+
+from expressway.coalesce import merge_waiting
+
+# generation_info key (so response_metadata's) of a chunk that joins this many server chunks: text
+# deltas already waiting when the reader asks for the next are converted as one (one LangChain
+# chunk, one token event), which cuts the per-chunk work of a run that fell behind.
+MERGED = "merged_chunks"
 
 
 class StreamingChatOpenAI(ChatOpenAI):
@@ -45,26 +55,35 @@ class StreamingChatOpenAI(ChatOpenAI):
             async for chunk in super()._astream(messages, stop, run_manager, **kwargs):
                 yield chunk
             return
+        finish_reason = None
         try:
             raw = await self.async_client.with_raw_response.create(**payload)
             chunk_class: type[BaseMessageChunk] = AIMessageChunk
             # aclosing: a caller that stops reading closes the HTTP stream at once.
-            async with aclosing(_sse_json(raw.http_response)) as events:
-                async for data in events:
+            events = merge_waiting(_sse_json(raw.http_response), _merge_text_deltas)
+            async with aclosing(events) as merged:
+                async for data in merged:
                     chunk = self._convert_chunk_to_generation_chunk(data, chunk_class, None)
                     if chunk is None:
                         continue
                     chunk_class = chunk.message.__class__
+                    info = chunk.generation_info or {}
+                    if MERGED in data:
+                        info = chunk.generation_info = {**info, MERGED: data[MERGED]}
+                    finish_reason = info.get("finish_reason", finish_reason)
                     if run_manager:
-                        logprobs = (chunk.generation_info or {}).get("logprobs")
                         await run_manager.on_llm_new_token(
-                            chunk.text, chunk=chunk, logprobs=logprobs
+                            chunk.text, chunk=chunk, logprobs=info.get("logprobs")
                         )
                     yield chunk
         except openai.BadRequestError as error:
             _handle_openai_bad_request(error)
         except openai.APIError as error:
             _handle_openai_api_error(error)
+        if finish_reason == "length" and "response_format" in payload:
+            raise openai.LengthFinishReasonError(
+                completion=ChatCompletion.model_construct(model=payload.get("model", ""))
+            )
 
     def _stream_payload(
         self, messages: list[BaseMessage], stop: list[str] | None, **kwargs: Any
@@ -77,9 +96,31 @@ class StreamingChatOpenAI(ChatOpenAI):
         if self._should_stream_usage(stream_usage, **options):
             options["stream_options"] = {"include_usage": True}
         payload = self._get_request_payload(messages, stop=stop, **options)
-        if "response_format" in payload or self.include_response_headers or self._uses_gateway:
+        parsed = "response_format" in payload and not isinstance(
+            kwargs.get("response_format"), dict
+        )
+        if parsed or self.include_response_headers or self._uses_gateway:
             return None
         return payload
+
+
+def _merge_text_deltas(first: dict[str, Any], after: dict[str, Any]) -> dict[str, Any] | None:
+    """Two text-only chunks as one, or None: only plain content deltas merge (a role, a tool call,
+    a finish reason, log probabilities or usage keep their own chunk)."""
+    texts = []
+    for data in (first, after):
+        choices = data.get("choices") or []
+        if data.get("usage") or len(choices) != 1:
+            return None
+        choice = choices[0]
+        if set(choice) - {"index", "delta", "finish_reason"} or choice.get("finish_reason"):
+            return None
+        if set(choice.get("delta") or {}) != {"content"}:
+            return None
+        texts.append(choice["delta"]["content"])
+    merged_choice = {**first["choices"][0], "delta": {"content": "".join(texts)}}
+    count = first.get(MERGED, 1) + after.get(MERGED, 1)
+    return {**first, "choices": [merged_choice], MERGED: count}
 
 
 async def _sse_json(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:

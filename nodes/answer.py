@@ -11,6 +11,7 @@ from langgraph.runtime import Runtime
 from expressway.context import Context, TierName
 from expressway.events import emit, now
 from expressway.models import is_connection_error, raise_if_cancelled, tier_model, unreachable
+from expressway.openai_stream import MERGED
 from expressway.state import State, TaskResult
 from expressway.toolbox import Toolbox
 from nodes.prompts import ANSWER_SYSTEM, FAILED_TOOLS_ANSWER, NO_PLAN_ANSWER, RESULTS_HEADER
@@ -84,6 +85,7 @@ async def stream_model_answer(
     messages = answer_messages(state)
     tiers: list[TierName] = [route.tier, "frontier" if route.tier == "fast" else "fast"]
     parts: list[str] = []
+    tokens = 0
     first_token_at: float | None = None
     for attempt, tier in enumerate(tiers):
         model = tier_model(context, tier, toolbox.models)
@@ -98,10 +100,21 @@ async def stream_model_answer(
                     if first_token_at is None:
                         first_token_at = now()
                     parts.append(chunk.text)
-                    emit(state.started_at, "token", text=chunk.text, tier=tier, model=model_name)
+                    # A chunk may join several the server sent (expressway/openai_stream.py).
+                    joined = chunk.response_metadata.get(MERGED, 1)
+                    tokens += joined
+                    extra = {"tokens": joined} if joined > 1 else {}
+                    emit(
+                        state.started_at,
+                        "token",
+                        text=chunk.text,
+                        tier=tier,
+                        model=model_name,
+                        **extra,
+                    )
                     # Every chunk holds a token or more, so a backend that ignores max_tokens
                     # cannot grow a run's events (queued for a slow consumer) without bound.
-                    if len(parts) >= route.max_tokens:
+                    if tokens >= route.max_tokens:
                         break
             raise_if_cancelled()
             break

@@ -1,7 +1,7 @@
 """The lean chat-completions stream gives exactly what the stock langchain-openai path gives."""
 
+import asyncio
 import json
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -82,10 +82,38 @@ async def test_lean_stream_yields_the_stock_chunks(body: bytes, options: dict) -
     lean_requests: list[dict] = []
     stock = await streamed(model_of(ChatOpenAI, body, stock_requests), **options)
     lean = await streamed(model_of(StreamingChatOpenAI, body, lean_requests), **options)
-    assert [comparable(c) for c in lean] == [comparable(c) for c in stock]
+    # Every event here is waiting at once, so text deltas arrive joined: the same text and
+    # metadata in fewer chunks, each saying how many server chunks it joins.
+    joined = [c for c in lean if c.response_metadata.get("merged_chunks")]
+    assert sum(c.response_metadata.get("merged_chunks", 1) for c in lean) == len(stock)
+    merged_lean, merged_stock = sum(lean[1:], lean[0]), sum(stock[1:], stock[0])
+    assert merged_lean.content == merged_stock.content
+    assert merged_lean.tool_call_chunks == merged_stock.tool_call_chunks
+    assert merged_lean.usage_metadata == merged_stock.usage_metadata
+    assert {k: v for k, v in merged_lean.response_metadata.items() if k != "merged_chunks"} == (
+        merged_stock.response_metadata
+    )
     assert lean_requests == stock_requests
-    merged = sum(lean[1:], lean[0])
-    assert merged.content or merged.tool_calls
+    assert bool(joined) == (body is TEXT)
+
+
+async def test_a_reader_that_keeps_up_gets_every_chunk_as_the_stock_path_does() -> None:
+    async def paced() -> Any:
+        for event in TEXT.split(b"\n\n"):
+            if event:
+                await asyncio.sleep(0.02)
+                yield event + b"\n\n"
+
+    def reply(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=paced())
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(reply))
+    lean = StreamingChatOpenAI(
+        base_url="http://backend/v1", api_key="none", model="fast", http_async_client=client
+    )
+    stock = await streamed(model_of(ChatOpenAI, TEXT))
+    chunks = await streamed(lean)
+    assert [comparable(c) for c in chunks] == [comparable(c) for c in stock]
 
 
 async def test_an_error_event_mid_stream_raises_with_the_servers_message() -> None:
@@ -97,20 +125,22 @@ async def test_an_error_event_mid_stream_raises_with_the_servers_message() -> No
     assert [c.content for c in chunks] == ["Hel"]
 
 
-@pytest.mark.parametrize(
-    "wrap",
-    [
-        lambda model: model.with_structured_output(_Plan, method="json_schema"),
-        lambda model: model.bind(response_format={"type": "json_object"}),
-    ],
-    ids=["structured-output", "response-format"],
-)
-def test_structured_output_keeps_the_stock_path(wrap: Callable[[Any], Any]) -> None:
+def test_a_pydantic_schema_keeps_the_stock_path_and_a_dict_schema_is_lean() -> None:
     model = model_of(StreamingChatOpenAI, TEXT)
-    bound = wrap(model)
-    kwargs = bound.first.kwargs if hasattr(bound, "first") else bound.kwargs
-    assert model._stream_payload([], None, **kwargs) is None
+    parsed = model.with_structured_output(_Plan, method="json_schema").first.kwargs
+    assert model._stream_payload([], None, **parsed) is None  # needs the SDK's parsed chunk
+    schema = model.bind(response_format={"type": "json_object"}).kwargs
+    assert model._stream_payload([], None, **schema) is not None
     assert model._stream_payload([], None) is not None
+
+
+async def test_a_schema_reply_cut_at_max_tokens_raises_as_the_sdk_does() -> None:
+    body = sse(choice({"role": "assistant", "content": ""}), choice({"content": '{"pl'}),
+               choice({}, "length"), "[DONE]")  # fmt: skip
+    for cls in (ChatOpenAI, StreamingChatOpenAI):
+        bound = model_of(cls, body).bind(response_format={"type": "json_object"})
+        with pytest.raises(openai.LengthFinishReasonError):
+            await streamed(bound)
 
 
 class _Plan(BaseModel):
