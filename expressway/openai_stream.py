@@ -12,9 +12,10 @@ the lean path too, and a reply cut by max_tokens raises `openai.LengthFinishReas
 end, as the SDK's structured stream does; a pydantic schema (`with_structured_output`, which needs
 the SDK's parsed final chunk), the Responses API and response headers keep the stock path.
 
-It relies on three of langchain-openai's private methods and two of its error helpers (pinned in
-pyproject.toml); `tests/unit_tests/test_openai_stream.py` checks that both paths give the same
-chunks, so an upgrade that changes them fails there first.
+It relies on three of langchain-openai's private methods and two of its error helpers, and on the
+OpenAI SDK's raw-response header (both pinned in pyproject.toml);
+`tests/unit_tests/test_openai_stream.py` checks that both paths send the same requests and give
+the same chunks, so an upgrade that changes them fails there first.
 """
 
 import json
@@ -30,7 +31,8 @@ from langchain_core.messages import AIMessageChunk, BaseMessage, BaseMessageChun
 from langchain_core.outputs import ChatGenerationChunk
 from langchain_openai import ChatOpenAI
 from langchain_openai.chat_models.base import _handle_openai_api_error, _handle_openai_bad_request
-from openai.types.chat import ChatCompletion
+from openai._constants import RAW_RESPONSE_HEADER
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from expressway.coalesce import merge_waiting
 
@@ -38,6 +40,8 @@ from expressway.coalesce import merge_waiting
 # deltas already waiting when the reader asks for the next are converted as one (one LangChain
 # chunk, one token event), which cuts the per-chunk work of a run that fell behind.
 MERGED = "merged_chunks"
+# Keys of `create`'s arguments that configure the request rather than make up its body.
+_REQUEST_OPTIONS = frozenset({"extra_headers", "extra_query", "extra_body", "timeout"})
 
 
 class StreamingChatOpenAI(ChatOpenAI):
@@ -57,7 +61,7 @@ class StreamingChatOpenAI(ChatOpenAI):
             return
         finish_reason = None
         try:
-            raw = await self.async_client.with_raw_response.create(**payload)
+            raw = await self._post_stream(payload)
             chunk_class: type[BaseMessageChunk] = AIMessageChunk
             # aclosing: a caller that stops reading closes the HTTP stream at once.
             events = merge_waiting(_sse_json(raw.http_response), _merge_text_deltas)
@@ -84,6 +88,28 @@ class StreamingChatOpenAI(ChatOpenAI):
             raise openai.LengthFinishReasonError(
                 completion=ChatCompletion.model_construct(model=payload.get("model", ""))
             )
+
+    async def _post_stream(self, payload: dict[str, Any]) -> Any:
+        """POST the payload as the SDK's `create` would (same client: base URL, auth, retries,
+        timeouts, status errors), without its typed transform of the body: the payload is already
+        plain JSON, and the transform walked the planner's schema for about 3 ms per request."""
+        body = {k: v for k, v in payload.items() if k not in _REQUEST_OPTIONS}
+        body.update(payload.get("extra_body") or {})
+        options: dict[str, Any] = {
+            "headers": {**(payload.get("extra_headers") or {}), RAW_RESPONSE_HEADER: "true"}
+        }
+        if payload.get("extra_query"):
+            options["params"] = payload["extra_query"]
+        if payload.get("timeout") is not None:
+            options["timeout"] = payload["timeout"]
+        return await self.root_async_client.post(
+            "/chat/completions",
+            body=body,
+            cast_to=ChatCompletion,
+            stream=True,
+            stream_cls=openai.AsyncStream[ChatCompletionChunk],
+            options=options,  # type: ignore[arg-type]
+        )
 
     def _stream_payload(
         self, messages: list[BaseMessage], stop: list[str] | None, **kwargs: Any
