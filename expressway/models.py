@@ -9,7 +9,7 @@ from functools import lru_cache
 import httpx
 from langchain_core.language_models import BaseChatModel
 
-from expressway.context import Context, TierName
+from expressway.context import ENV_PREFIX, Context, TierName
 from expressway.openai_stream import StreamingChatOpenAI
 
 
@@ -55,8 +55,19 @@ def tier_model(
         context.base_url(tier),
         context.model_name(tier),
         context.model_timeout_s,
-        context.api_key_env(tier),
+        context.api_key_env(tier) if key_may_go_to(context, tier) else "",
     )
+
+
+def key_may_go_to(context: Context, tier: TierName) -> bool:
+    """Whether the tier's API key may be sent to the URL this run uses. A run's context can come
+    from an HTTP request (the LangGraph server passes it through), so a URL it sets is not
+    trusted with the key: the key goes only to the URL configured in the environment (or in the
+    routing table, for an added tier)."""
+    if context.added_tier(tier):
+        return True
+    configured = os.environ.get(f"{ENV_PREFIX}{tier.upper()}_BASE_URL") or ""
+    return context.own_base_url(tier) == configured
 
 
 def unreachable(context: Context, tier: TierName) -> BackendUnavailableError:

@@ -115,3 +115,18 @@ async def test_secrets_never_appear_in_events_or_state(monkeypatch) -> None:
     assert secret not in json.dumps(events, default=str)
     assert secret not in json.dumps(state, default=str)
     assert secret not in json.dumps(Context().__dict__)
+
+
+@pytest.mark.reliability("security")
+def test_a_url_set_by_the_run_never_receives_the_tiers_api_key(monkeypatch) -> None:
+    # The LangGraph server passes a request's `context` to the run: a caller could point a tier
+    # at its own server to collect the key. The key only goes to the configured URL.
+    from expressway.models import tier_model
+
+    secret = "sk-test-" + os.urandom(8).hex()
+    monkeypatch.setenv("EXPRESSWAY_FAST_BASE_URL", "https://models.example.com/v1")
+    monkeypatch.setenv("EXPRESSWAY_FAST_API_KEY", secret)
+    configured = tier_model(Context(), "fast")
+    redirected = tier_model(Context(fast_base_url="https://attacker.example.net/v1"), "fast")
+    assert configured.openai_api_key.get_secret_value() == secret
+    assert redirected.openai_api_key.get_secret_value() != secret
