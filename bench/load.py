@@ -11,6 +11,7 @@ and its CPU time (user + system, from /proc, worker processes included) per comp
 Bounded: N runs per route, one each."""
 
 import asyncio
+import itertools
 import os
 import resource
 import statistics
@@ -87,13 +88,22 @@ async def one_run(parts: AsyncIterator[Any]) -> dict[str, Any]:
     }
 
 
+_QUESTIONS_ASKED = itertools.count(1)
+
+
+def distinct_question() -> str:
+    """The load question, made distinct per run (as real traffic is): no run reuses another's
+    routing embedding or plan template, so each pays for its own."""
+    return f"{LOAD_QUESTION.text} (request {next(_QUESTIONS_ASKED)})"
+
+
 def stream_run(client: Any) -> AsyncIterator[Any]:
     """One stateless run through `client` (the standard API's URL, or the fast route's prefix:
     the fast route takes the same request)."""
     return client.runs.stream(
         None,
         "agent",
-        input={"messages": [{"role": "user", "content": LOAD_QUESTION.text}]},
+        input={"messages": [{"role": "user", "content": distinct_question()}]},
         stream_mode="custom",
     )
 
@@ -120,7 +130,7 @@ class ThisProcess:
 async def in_process_run(base_url: str) -> AsyncIterator[StreamPart]:
     """One run of the graph in this process, its events as the SSE client sees them."""
     stream = graph.astream(
-        {"messages": [("user", LOAD_QUESTION.text)]},
+        {"messages": [("user", distinct_question())]},
         context=context_at(base_url),
         stream_mode=["custom"],
     )

@@ -26,6 +26,7 @@ from nodes.planner import announce_plan, planner_messages, replay_plan, stream_p
 from nodes.task_runner import TaskRunner
 
 logger = logging.getLogger(__name__)
+WARM_UP_GRACE_S = 0.05  # tools still running this long after the plan: warm the answer's prompt
 # Template writes happen after the answer has what it needs; keep a reference until they finish.
 _BACKGROUND: set[asyncio.Task[None]] = set()
 
@@ -105,8 +106,8 @@ async def plan_and_schedule(
             errors=len(errors),
             from_cache=from_cache,
         )
-        if context.prefill_answer_early and runner.running():
-            warm_up = asyncio.ensure_future(warm_answer_prefix(state, context, toolbox))
+        if context.prefill_answer_early:
+            warm_up = asyncio.ensure_future(warm_while_tools_run(runner, state, context, toolbox))
         results = await runner.results()
         results += journal.unclaimed(max((r.id for r in results), default=id_offset) + 1)
         if warm_up is not None:
@@ -138,6 +139,15 @@ async def plan_and_schedule(
             "from_cache": int(from_cache),
         },
     }
+
+
+async def warm_while_tools_run(
+    runner: TaskRunner, state: State, context: Context, toolbox: Toolbox
+) -> None:
+    """Prefill the answer's prompt on its tier if the tools are still running a moment after the
+    plan: tools that finish at once leave nothing to overlap, and the request would add load."""
+    if not await runner.settled(WARM_UP_GRACE_S):
+        await warm_answer_prefix(state, context, toolbox)
 
 
 async def remember(

@@ -205,9 +205,12 @@ class TaskRunner:
         await asyncio.gather(*unused, return_exceptions=True)
         return len(self._adopted), len(unused)
 
-    def running(self) -> bool:
-        """Whether a submitted task has not finished yet."""
-        return any(not task.done() for task in self._running)
+    async def settled(self, timeout_s: float) -> bool:
+        """Whether every submitted task has finished within `timeout_s` (waiting at most that)."""
+        pending = [task for task in self._running if not task.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=timeout_s)
+        return all(task.done() for task in self._running)
 
     async def results(self) -> list[TaskResult]:
         """Wait for every submitted task and return their results in task-id order."""

@@ -232,3 +232,21 @@ async def test_a_partial_result_or_a_question_needing_no_tool_is_answered_by_the
     )
     answer = "".join(event["text"] for event in events if event["type"] == "token")
     assert answer == thinker.answer
+
+
+async def test_the_answer_prompt_is_prefilled_while_slow_tools_run_and_not_for_instant_ones() -> None:
+    def instant_lookup(key: str) -> str:
+        """Looks a key up in a local table."""
+        return f"value of {key}"
+
+    for tool, warmed in ((slow_lookup, True), (instant_lookup, False)):
+        model = ScriptedChatModel(
+            plans=[encode_plan([(tool.__name__, {"key": "a"})])], answer="a is value of a."
+        )
+        await _events(_graph(model, tools=(tool,)), "What is the status of order a?")
+        answers = [call for call in model.calls if not call["plan"]]
+        warm_ups = [call for call in answers if call.get("max_tokens") == 1]
+        assert len(warm_ups) == int(warmed)
+        if warmed:  # the answer's own prompt begins with what was prefilled
+            assert answers[-1]["prompt"].startswith(warm_ups[0]["prompt"])
+            assert "value of a" not in warm_ups[0]["prompt"]
