@@ -234,7 +234,7 @@ async def test_a_partial_result_or_a_question_needing_no_tool_is_answered_by_the
     assert answer == thinker.answer
 
 
-async def test_the_answer_prompt_is_prefilled_while_slow_tools_run_and_not_for_instant_ones() -> None:
+async def test_the_answer_prompt_is_prefilled_while_slow_tools_run_not_for_instant_ones() -> None:
     def instant_lookup(key: str) -> str:
         """Looks a key up in a local table."""
         return f"value of {key}"
