@@ -535,6 +535,13 @@ def main(argv: list[str]) -> dict[str, Any]:
         count, stem = args.questions or 6, f"{stem}-embedded"
     with backend as base_url:
         report = asyncio.run(run(questions[:count], base_url, low, high, profiles))
+    calls = report["aggregate"]["tool_calls"]
+    if profiles and calls["expressway"] != calls["expected"]:  # the simulated model is scripted
+        print(
+            f"warning: Expressway made {calls['expressway']} of {calls['expected']} expected tool "
+            "calls (a question routed away from tools?): its times are not comparable",
+            file=sys.stderr,
+        )
     report = {**report, "backend": args.backend, "workload": args.workload, **about}
     report["aggregate"]["plan_tokens_per_task"] = plan_tokens_per_task(questions[:count])
     args.out.mkdir(parents=True, exist_ok=True)

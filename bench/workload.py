@@ -371,9 +371,13 @@ def movie_info(title: str) -> str:
 
 def _movie_question(references: list[str], options: list[str], best: str) -> Question:
     """LLMCompiler's Movie Recommendation shape: eight independent lookups, then a comparison."""
+
+    def listed(titles: list[str]) -> str:
+        return f"{', '.join(titles[:-1])} and {titles[-1]}"
+
     text = (
-        f"Which movie is most similar to {', '.join(references[:-1])} and {references[-1]}: "
-        f"{', '.join(options[:-1])} or {options[-1]}?"
+        f"I liked {listed(references)}. Look up those and {listed(options)} in the film "
+        f"catalogue and recommend the one of {listed(options)} I would like most."
     )
     calls = [("movie_info", {"title": title}, []) for title in [*references, *options]]
     answer = f"{best} is the closest match: it shares their genres, era and pacing."

@@ -69,8 +69,8 @@ def _slots(question: str, steps: Steps) -> list[str]:
             text = question[words[start].start() : words[start + size - 1].end()]
             if (
                 indices & taken
-                or text.lower() not in values
                 or not _entity_like(text, at_start=start == 0)
+                or not re.search(rf"(?<!\w){re.escape(text.lower())}(?!\w)", values)
             ):
                 continue
             taken |= indices

@@ -10,7 +10,7 @@ import pytest
 
 from app.cli import main
 from bench import route as route_bench
-from bench.workload import QUESTIONS
+from bench.workload import MOVIE_QUESTIONS, QUESTIONS, VARIANTS
 from expressway import encoder as encoder_module
 from routers import RoutingTableError, classify, load_routing_table
 from routers.calibration import THRESHOLDS, Decision, threshold_curve
@@ -57,7 +57,9 @@ def test_training_and_evaluation_sets_do_not_overlap() -> None:
 
 def test_the_benchmark_questions_route_to_the_tools_routes() -> None:
     """bench/e2e.py compares agents that call tools: its questions must reach the planner."""
-    assert all(classify(question.text).use_tools for question in QUESTIONS)
+    assert all(
+        classify(question.text).use_tools for question in [*QUESTIONS, *VARIANTS, *MOVIE_QUESTIONS]
+    )
 
 
 def test_instruction_drops_quoted_and_pasted_material() -> None:
