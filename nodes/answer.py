@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import re
 from contextlib import aclosing
 from typing import Any
 
@@ -15,6 +16,21 @@ from expressway.openai_stream import MERGED
 from expressway.state import State, TaskResult
 from expressway.toolbox import Toolbox
 from nodes.prompts import ANSWER_SYSTEM, FAILED_TOOLS_ANSWER, NO_PLAN_ANSWER, RESULTS_HEADER
+
+# A small model at temperature 0 can loop on one sentence until max_tokens (seen: SmolLM2-135M
+# repeating a results line 20 times, 23 s on a CPU): the same sentence this many times in a row
+# ends the answer.
+REPEATS_TO_STOP = 3
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+_SENTENCE_CLOSERS = frozenset(".!?\n")
+
+
+def is_looping(text: str) -> bool:
+    """Whether the text ends with the same sentence (or line) REPEATS_TO_STOP times in a row."""
+    sentences = [part.strip() for part in _SENTENCE_END.split(text) if part.strip()]
+    complete = sentences if re.search(r"[.!?\n]\s*$", text) else sentences[:-1]
+    tail = complete[-REPEATS_TO_STOP:]
+    return len(tail) == REPEATS_TO_STOP and len(set(tail)) == 1 and len(tail[0]) >= 8
 
 
 class AnswerStreamBrokenError(RuntimeError):
@@ -115,6 +131,9 @@ async def stream_model_answer(
                     # Every chunk holds a token or more, so a backend that ignores max_tokens
                     # cannot grow a run's events (queued for a slow consumer) without bound.
                     if tokens >= route.max_tokens:
+                        break
+                    # A sentence just ended: check the recent text for a loop.
+                    if _SENTENCE_CLOSERS & set(chunk.text) and is_looping("".join(parts[-64:])):
                         break
             raise_if_cancelled()
             break

@@ -10,6 +10,7 @@ from bench.scripted_model import ScriptedChatModel
 from expressway.context import Context
 from expressway.events import iter_events
 from graphs.agent import build_graph
+from nodes.answer import is_looping
 from nodes.planner import encode_plan
 from tools import DEFAULT_TOOLS
 
@@ -250,3 +251,20 @@ async def test_the_answer_prompt_is_prefilled_while_slow_tools_run_not_for_insta
         if warmed:  # the answer's own prompt begins with what was prefilled
             assert answers[-1]["prompt"].startswith(warm_ups[0]["prompt"])
             assert "value of a" not in warm_ups[0]["prompt"]
+
+
+def test_a_looping_answer_is_recognised_and_an_ordinary_one_is_not() -> None:
+    line = "- The return shipping is 5% of the order's value.\n"
+    assert is_looping("Returns are easy.\n" + line * 3)
+    assert not is_looping(line * 2 + line[:20])  # the third repeat is not complete yet
+    assert not is_looping("It is 5 pm. It is 6 pm. It is 7 pm.")
+    assert not is_looping("Yes. Yes. Yes.")  # too short to call a loop
+
+
+async def test_the_answer_stream_stops_when_the_model_loops() -> None:
+    loop = "The return window is 30 days. " + "The warranty covers seams. " * 40
+    model = ScriptedChatModel(plans=[encode_plan([("slow_lookup", {"key": "a"})])], answer=loop)
+    events = await _events(_graph(model), "What is the status of order a?")
+    answer = "".join(event["text"] for event in events if event["type"] == "token")
+    assert answer.count("The warranty covers seams.") == 3
+    assert events[-1]["type"] == "run.finished"
