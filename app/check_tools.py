@@ -55,10 +55,11 @@ class Question:
 
 
 def load_tools(spec: str) -> list[BaseTool]:
-    """The tools of a module given as a file path or a dotted name: its `TOOLS` list, or else
-    every public function defined in it that has a docstring (the description the model sees)."""
+    """The tools of a module given as a file path or a dotted name: its `TOOLS` list (or
+    `DEFAULT_TOOLS`, as in this repository's `tools` package), or else every public function
+    defined in it that has a docstring (the description the model sees)."""
     module = _import(spec)
-    listed = getattr(module, "TOOLS", None)
+    listed = getattr(module, "TOOLS", None) or getattr(module, "DEFAULT_TOOLS", None)
     if listed is None:
         listed = [
             value

@@ -149,3 +149,15 @@ def test_cli_reports_a_bad_tools_module(capsys) -> None:
     code = main(["check-tools", "--tools", "nope_missing.py", "--questions", str(SAMPLE_QUESTIONS)])
     assert code == 2
     assert "cannot import the tools module 'nope_missing.py'" in capsys.readouterr().err
+
+
+def test_the_repositorys_own_tools_package_can_be_checked_too() -> None:
+    assert [tool.name for tool in load_tools("tools")] == [
+        "calculator",
+        "sql_query",
+        "search_docs",
+        "current_time",
+        "convert_time",
+    ]
+    questions = load_questions(str(ROOT / "examples/fork_check/shipped_tools_questions.jsonl"))
+    assert len(questions) >= 20 and all(question.needs_tools for question in questions)
