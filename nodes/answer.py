@@ -18,9 +18,8 @@ from expressway.toolbox import Toolbox
 from nodes.prompts import ANSWER_SYSTEM, FAILED_TOOLS_ANSWER, NO_PLAN_ANSWER, RESULTS_HEADER
 
 # A small model at temperature 0 can loop on one sentence until max_tokens (seen: SmolLM2-135M
-# repeating a results line 20 times, 23 s on a CPU): the same sentence this many times in a row
-# ends the answer.
-REPEATS_TO_STOP = 3
+# repeating a results line 20 times, 23 s on a CPU): the same sentence twice in a row ends it.
+REPEATS_TO_STOP = 2
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 _SENTENCE_CLOSERS = frozenset(".!?\n")
 
