@@ -63,13 +63,26 @@ class StreamingChatOpenAI(ChatOpenAI):
         try:
             raw = await self._post_stream(payload)
             chunk_class: type[BaseMessageChunk] = AIMessageChunk
+            # A backend that ignores max_tokens is cut here: merges stop at the limit, and the
+            # stream ends (finish reason "length") once that many text chunks came.
+            limit = payload.get("max_completion_tokens") or payload.get("max_tokens")
+            text_chunks = 0
+
+            def merge(first: dict[str, Any], after: dict[str, Any]) -> dict[str, Any] | None:
+                merged = _merge_text_deltas(first, after)
+                if merged is None or (limit and text_chunks + merged[MERGED] > limit):
+                    return None
+                return merged
+
             # aclosing: a caller that stops reading closes the HTTP stream at once.
-            events = merge_waiting(_sse_json(raw.http_response), _merge_text_deltas)
+            events = merge_waiting(_sse_json(raw.http_response), merge)
             async with aclosing(events) as merged:
                 async for data in merged:
                     chunk = self._convert_chunk_to_generation_chunk(data, chunk_class, None)
                     if chunk is None:
                         continue
+                    if chunk.text:
+                        text_chunks += data.get(MERGED, 1)
                     chunk_class = chunk.message.__class__
                     info = chunk.generation_info or {}
                     if MERGED in data:
@@ -80,6 +93,9 @@ class StreamingChatOpenAI(ChatOpenAI):
                             chunk.text, chunk=chunk, logprobs=info.get("logprobs")
                         )
                     yield chunk
+                    if limit and text_chunks >= limit:
+                        finish_reason = "length"
+                        break
         except openai.BadRequestError as error:
             _handle_openai_bad_request(error)
         except openai.APIError as error:

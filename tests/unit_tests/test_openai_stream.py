@@ -116,6 +116,15 @@ async def test_a_reader_that_keeps_up_gets_every_chunk_as_the_stock_path_does() 
     assert [comparable(c) for c in chunks] == [comparable(c) for c in stock]
 
 
+async def test_a_backend_that_ignores_max_tokens_is_cut_at_the_limit() -> None:
+    words = [choice({"content": f" w{i}"}) for i in range(50)]
+    body = sse(choice({"role": "assistant", "content": ""}), *words, choice({}, "stop"), "[DONE]")
+    chunks = await streamed(model_of(StreamingChatOpenAI, body), max_tokens=7)
+    # All 50 were waiting at once: merges stop at the limit, and so does the stream.
+    assert "".join(c.text for c in chunks) == "".join(f" w{i}" for i in range(7))
+    assert sum(c.response_metadata.get("merged_chunks", 1) for c in chunks if c.text) == 7
+
+
 async def test_an_error_event_mid_stream_raises_with_the_servers_message() -> None:
     body = sse(choice({"content": "Hel"}), {"error": {"message": "engine died", "code": 500}})
     chunks: list[Any] = []
