@@ -150,12 +150,20 @@ class SimulatedBackend:
         return self.model_profiles.get(request.get("model", ""), self.profile)
 
     def prefill_s(self, request: dict[str, Any]) -> float:
-        """Seconds to prefill the prompt's uncached part. As vLLM's prefix caching: the prompt's
-        tokens are cut into blocks of PREFIX_BLOCK_TOKENS, a block is cached when it and every
-        block before it were seen, and only full blocks are kept, so two prompts share the
-        blocks of their common beginning whatever their message boundaries."""
+        """Seconds to prefill the prompt's uncached part, its blocks then cached."""
+        seconds, blocks = self._prefill(request)
+        self._cached_prefixes.update(blocks)
+        return seconds
+
+    def _prefill(self, request: dict[str, Any]) -> tuple[float, list[str]]:
+        """Seconds to prefill the prompt's uncached part, and the keys of its blocks. As vLLM's
+        prefix caching: the prompt's tokens are cut into blocks of PREFIX_BLOCK_TOKENS, a block
+        is cached when it and every block before it were computed, and only full blocks are
+        kept, so two prompts share the blocks of their common beginning whatever their message
+        boundaries. The caller caches the blocks once the prefill is done: a request closed
+        before its first token leaves nothing cached."""
         tokens = TOKEN.findall(_prompt_text(request))
-        digest, uncached = hashlib.sha256(), len(tokens)
+        digest, uncached, blocks = hashlib.sha256(), len(tokens), []
         self.stats.prompt_tokens += len(tokens)
         caching = self.profile_for(request).prefix_cache
         for start in range(0, len(tokens) - PREFIX_BLOCK_TOKENS + 1, PREFIX_BLOCK_TOKENS):
@@ -164,8 +172,8 @@ class SimulatedBackend:
             if caching and key in self._cached_prefixes and uncached == len(tokens) - start:
                 self.stats.cached_prompt_tokens += PREFIX_BLOCK_TOKENS
                 uncached -= PREFIX_BLOCK_TOKENS
-            self._cached_prefixes.add(key)
-        return uncached / self.profile_for(request).prefill_tokens_per_s
+            blocks.append(key)
+        return uncached / self.profile_for(request).prefill_tokens_per_s, blocks
 
     async def _models(self, _: Request) -> JSONResponse:
         data = [
@@ -244,7 +252,9 @@ class SimulatedBackend:
         async with self._slots:
             self._active += 1
             try:
-                await asyncio.sleep(profile.ttft_s + self.prefill_s(body))
+                prefill_s, blocks = self._prefill(body)
+                await asyncio.sleep(profile.ttft_s + prefill_s)
+                self._cached_prefixes.update(blocks)
                 for index, (owner, token) in enumerate(tokens[: body.get("_max_tokens")]):
                     if index == body.get("_cut_after_tokens", -1):
                         raise ConnectionAbortedError("simulated stream cut")

@@ -110,8 +110,11 @@ async def plan_and_schedule(
             warm_up = asyncio.ensure_future(warm_while_tools_run(runner, state, context, toolbox))
         results = await runner.results()
         results += journal.unclaimed(max((r.id for r in results), default=id_offset) + 1)
-        if warm_up is not None:
-            await warm_up
+        if warm_up is not None and not warm_up.done():
+            # The tools finished first: the answer does not wait for the warm-up. Closing its
+            # request aborts it; the blocks it already computed stay in the prefix cache.
+            warm_up.cancel()
+            await asyncio.wait([warm_up])
     except BaseException as error:
         # A cancelled run (the consumer went away) or a failed plan stream stops every tool call.
         if warm_up is not None:

@@ -62,6 +62,24 @@ def test_simulator_prefix_cache_reuses_the_blocks_a_longer_prompt_shares() -> No
     assert backend.stats.cached_prompt_tokens == before
 
 
+def test_simulator_caches_a_prompt_only_once_its_prefill_is_done() -> None:
+    backend = SimulatedBackend(
+        FixedResponder(answer_tokens=1), LatencyProfile(ttft_s=0.5, prefill_tokens_per_s=1e9)
+    )
+    prompt = "Tool results follow for the order status question asked above. " * 8
+    body = {"model": "fast", "stream": True, "messages": [{"role": "user", "content": prompt}]}
+    with RunningSimulator(backend) as simulator:
+        url = f"{simulator.base_url}/chat/completions"
+        # Closed before its first token (an aborted warm-up): nothing of it is cached.
+        with httpx.stream("POST", url, json=body, timeout=5):
+            pass
+        time.sleep(0.5)
+        _stream_arrivals(simulator.base_url, content=prompt)
+        assert backend.stats.cached_prompt_tokens == 0
+        _stream_arrivals(simulator.base_url, content=prompt)
+        assert backend.stats.cached_prompt_tokens > 0
+
+
 def test_simulator_uses_the_profile_of_the_requested_model() -> None:
     slow, quick = LatencyProfile(ttft_s=1.0), LatencyProfile(ttft_s=0.0)
     backend = SimulatedBackend(

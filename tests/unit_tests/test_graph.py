@@ -253,6 +253,30 @@ async def test_the_answer_prompt_is_prefilled_while_slow_tools_run_not_for_insta
             assert "value of a" not in warm_ups[0]["prompt"]
 
 
+class SlowWarmUp(ScriptedChatModel):
+    """Its one-token warm-up calls hang (a busy server) until cancelled."""
+
+    warm_up_cancelled: bool = False
+
+    async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs):
+        if kwargs.get("max_tokens") == 1:
+            try:
+                await asyncio.sleep(60)
+            except asyncio.CancelledError:
+                self.warm_up_cancelled = True
+                raise
+        return self._generate(messages, stop, **kwargs)
+
+
+async def test_a_warm_up_still_running_when_the_tools_finish_does_not_hold_the_answer() -> None:
+    model = SlowWarmUp(plans=[encode_plan([("slow_lookup", {"key": "a"})])], answer="a is a.")
+    events = await asyncio.wait_for(
+        _events(_graph(model), "What is the status of order a?"), timeout=30
+    )
+    assert "".join(event["text"] for event in events if event["type"] == "token") == "a is a."
+    assert model.warm_up_cancelled
+
+
 def test_a_looping_answer_is_recognised_and_an_ordinary_one_is_not() -> None:
     line = "- The return shipping is 5% of the order's value.\n"
     assert is_looping("Returns are easy.\n" + line * 2)
