@@ -49,8 +49,11 @@ ROUTES = ("standard", "fast", "in_process")
 
 
 def _answer_of(tokens: int) -> str:
-    """A plausible answer exactly `tokens` simulator tokens long."""
-    text = " ".join([LOAD_QUESTION.answer] * (tokens // 10 + 1))
+    """A plausible answer exactly `tokens` simulator tokens long: the workload's answers one after
+    another (one sentence repeated would be cut by the answer's loop guard)."""
+    text = " ".join(question.answer for question in QUESTIONS)
+    while len(TOKEN.findall(text)) < tokens:
+        text += " " + text
     return "".join(TOKEN.findall(text)[:tokens])
 
 

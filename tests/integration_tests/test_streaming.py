@@ -212,3 +212,13 @@ async def test_stream_benchmark_reports_every_relay_it_names(tmp_path) -> None:
         == report["standard_server_tokens_measured"]
         > 0
     )
+
+
+async def test_load_benchmark_completes_every_run_with_its_whole_answer(tmp_path) -> None:
+    from bench import load
+
+    report = await load.run(concurrency=4, workdir=tmp_path, routes=("in_process", "fast"))
+    for route in ("in_process", "fast"):
+        figures = report["routes"][route]
+        assert (figures["completed"], figures["failed"]) == (4, 0), figures.get("errors")
+        assert figures["server_cpu_ms_per_run"] > 0
