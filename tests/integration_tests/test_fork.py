@@ -81,6 +81,10 @@ async def test_fork_check_on_the_sample_tools(embedded_port: int) -> None:
     report = await run_check(load_tools(str(SAMPLE / "warehouse_tools.py")), questions, Context())
     _assert_complete(report, questions)
     assert report["backend"]["fast"]["base_url"] == f"http://127.0.0.1:{embedded_port}/v1"
+    # The goals on these questions: both tool questions planned with valid arguments, and
+    # no tool-backed fact stated without a usable result.
+    assert report["totals"]["goals"]["plan_ok_rate"]["met"], report["questions"]
+    assert report["totals"]["unbacked_without_any_result"] == 0
 
 
 async def test_fork_check_on_tools_from_an_mcp_server(embedded_port: int, tmp_path) -> None:
