@@ -25,11 +25,17 @@ from nodes.prompts import PLAN_EXAMPLES
 
 Steps = list[tuple[str, dict[str, Any]]]
 _WORD = re.compile(r"\w+")
-# "e.g. LH400", "like EUR, USD", "(P-123)": values a description offers as examples.
+# "e.g. LH400", "like EUR, USD", "(P-123)": values a description offers as examples. A single
+# quote opens only after a non-word character, so "today's status" quotes nothing.
 _OFFERED_VALUE = re.compile(
     r"(?:e\.g\.|for example|such as|like)\s*:?\s*([\w/:+@-]+(?:[.,]\s*[\w/:+@-]+)*)"
-    r"|\(([\w/:+@ -]{1,24})\)|'([^']{1,40})'|\"([^\"]{1,40})\""
+    r"|\(([\w/:+@ -]{1,24})\)|(?<!\w)'([^']{1,40})'|\"([^\"]{1,40})\""
 )
+# Names and codes in a question: a quoted text, a run of capitalized words, or a word with a digit.
+_ENTITY = re.compile(
+    r"\"([^\"]{1,40})\"|(?<!\w)'([^']{1,40})'|(\b[A-Z][\w-]*(?:\s+[A-Z][\w-]*)*|\b\w*\d[\w-]*)"
+)
+_SENTENCE_START = re.compile(r"(?:^|[.!?:;]\s+)$")
 # A tool fits when its score is within this much of the best one's (cosine similarity).
 FIT_MARGIN = 0.15
 # The router's encoder settings (3 of 6 layers, 64 tokens), so a question is embedded once for
@@ -56,10 +62,30 @@ def _offered_values(description: str) -> list[str]:
     return values
 
 
-def example_arguments(parameters: dict[str, Any], description: str) -> dict[str, Any]:
+def question_entities(question: str) -> list[str]:
+    """The names and codes a question mentions, in order: quoted texts, runs of capitalized
+    words (less a sentence's capitalized first word) and words with a digit."""
+    entities: list[str] = []
+    for match in _ENTITY.finditer(question):
+        text = next(group for group in match.groups() if group)
+        if match.group(3) and _SENTENCE_START.search(question[: match.start()]):
+            first, _, rest = text.partition(" ")
+            text = text if any(char.isdigit() for char in first) else rest
+        # A bare number is a quantity, not a name.
+        if text and text != "I" and not text.isdigit() and text not in entities:
+            entities.append(text)
+    return entities
+
+
+def example_arguments(
+    parameters: dict[str, Any], description: str, entities: Sequence[str] = ()
+) -> dict[str, Any]:
     """Arguments for a derived example: the schema's own examples, choices or defaults, values
-    the description offers ("e.g. LH400"), else a plain value of the right type."""
+    the description offers ("e.g. LH400"), else a plain value of the right type; a text the
+    description offers no value for takes the next name or code the question mentions (given
+    only the argument's name as its value, a small model copies the name)."""
     offered = _offered_values(description)
+    mentioned = list(entities)
     arguments: dict[str, Any] = {}
     for name in parameters.get("required", []):
         spec = parameters["properties"][name]
@@ -78,15 +104,19 @@ def example_arguments(parameters: dict[str, Any], description: str) -> dict[str,
             arguments[name] = True
         elif offered:
             arguments[name] = offered.pop(0)
+        elif mentioned:
+            arguments[name] = mentioned.pop(0)
         else:
             arguments[name] = name.replace("_", " ")
     return arguments
 
 
-def derived_example(tool: BaseTool, parameters: dict[str, Any]) -> tuple[str, Steps]:
+def derived_example(
+    tool: BaseTool, parameters: dict[str, Any], entities: Sequence[str] = ()
+) -> tuple[str, Steps]:
     """A question made of the tool's description and its example values, and the one-step plan
     that answers it."""
-    arguments = example_arguments(parameters, tool.description)
+    arguments = example_arguments(parameters, tool.description, entities)
     summary = re.split(r"(?<=[.!?])\s", " ".join(tool.description.split()))[0].rstrip(".")
     values = ", ".join(str(value) for value in arguments.values())
     return (f"{summary}: {values}?" if values else f"{summary}?"), [(tool.name, arguments)]
@@ -123,7 +153,8 @@ class ToolCatalog:
         chosen = similar_examples(question, {tool.name for tool in self.tools}, count)
         if chosen or not fitting:
             return chosen
-        examples = [self.example_of(tool) for tool in fitting[:2]]
+        entities = question_entities(question)
+        examples = [self.example_of(tool, entities) for tool in fitting[:2]]
         if len(examples) == 1:
             return examples
         (first_question, first_steps), (second_question, second_steps) = examples
@@ -132,12 +163,13 @@ class ToolCatalog:
         )
         return [(joined, first_steps + second_steps)]
 
-    def example_of(self, tool: BaseTool) -> tuple[str, Steps]:
-        """The example its author attached to the tool, else one derived from its schema."""
+    def example_of(self, tool: BaseTool, entities: Sequence[str] = ()) -> tuple[str, Steps]:
+        """The example its author attached to the tool, else one derived from its schema (texts
+        it offers no value for filled with `entities`, the question's names and codes)."""
         given = tool_examples(tool)
         if given:
             return given[0][0], [(tool.name, given[0][1])]
-        return derived_example(tool, self.parameters[self.tools.index(tool)])
+        return derived_example(tool, self.parameters[self.tools.index(tool)], entities)
 
 
 @lru_cache(maxsize=1)

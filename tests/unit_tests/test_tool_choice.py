@@ -5,7 +5,12 @@ from typing import Literal
 
 from expressway.toolbox import as_tools, example
 from nodes.planner import planner_messages
-from nodes.tool_choice import derived_example, example_arguments, tool_catalog
+from nodes.tool_choice import (
+    derived_example,
+    example_arguments,
+    question_entities,
+    tool_catalog,
+)
 
 
 def weather_now(city: str, units: Literal["metric", "imperial"] = "metric") -> str:
@@ -44,6 +49,33 @@ def test_derived_arguments_come_from_the_schema_and_the_description() -> None:
     assert arguments == {"base": "EUR", "quote": "USD"}  # offered by "like EUR, USD"
     question, steps = derived_example(TOOLS[0], tool_catalog(TOOLS).parameters[0])
     assert question.startswith("Current weather conditions") and steps[0][0] == "weather_now"
+
+
+def test_a_text_argument_with_no_offered_value_takes_the_questions_names() -> None:
+    question = "Fares from Harwick to Skerra Island for 2 adults, booking NS-88231?"
+    assert question_entities(question) == ["Harwick", "Skerra Island", "NS-88231"]
+    assert question_entities("Is LH400 on time? And AF11?") == ["LH400", "AF11"]
+    # An apostrophe quotes nothing, in a question or in a description.
+    assert question_entities("What's sailing 'NS103' from Harwick's pier?") == ["NS103", "Harwick"]
+    assert example_arguments(
+        {"required": ["sailing"], "properties": {"sailing": {}}},
+        "Today's status of a sailing (e.g. 'NS103').",
+    ) == {"sailing": "NS103"}
+    schema = {
+        "required": ["origin", "destination"],
+        "properties": {"origin": {}, "destination": {}},
+    }
+    entities = question_entities(question)
+    arguments = example_arguments(schema, "Quote a fare for a route.", entities)
+    assert arguments == {"origin": "Harwick", "destination": "Skerra Island"}
+    # Without names in the question, the argument's name is all there is.
+    assert example_arguments(schema, "Quote a fare.", [])["origin"] == "origin"
+    # A value the description offers comes first: it shows the format.
+    assert example_arguments(
+        {"required": ["base"], "properties": {"base": {}}}, TOOLS[1].description, entities
+    ) == {"base": "EUR"}
+    shown = planner_messages("What is the weather in Lisbon?", TOOLS)[2].text
+    assert '{"weather_now":{"city":"Lisbon"}}' in shown
 
 
 def test_a_question_fitting_two_tools_gets_a_two_step_example_and_a_hint() -> None:
