@@ -28,7 +28,7 @@ class EncoderUnavailableError(RuntimeError):
 
 # The instruction is at the start of a request; longer texts are cut (bounds the worst case).
 MAX_TOKENS = 64
-RECENT_TEXTS = 64
+RECENT_TEXTS = 1024
 _GELU_C = np.float32(np.sqrt(2 / np.pi))
 
 
@@ -182,10 +182,15 @@ def read_package() -> tuple[dict[str, np.ndarray], dict, str]:
     return weights, config, tokenizer
 
 
-@lru_cache(maxsize=4)
 def load_encoder(layers: int, max_tokens: int = MAX_TOKENS) -> SentenceEncoder:
-    """An encoder running `layers` layers on texts cut at `max_tokens` tokens; the package is
-    read once (about a second)."""
+    """An encoder running `layers` layers on texts cut at `max_tokens` tokens, one per setting
+    however it is asked for (`load_encoder(3)` is `load_encoder(3, 64)`), so the router and the
+    planner share it and its remembered embeddings; the package is read once (about a second)."""
+    return _encoder_for(layers, max_tokens)
+
+
+@lru_cache(maxsize=4)
+def _encoder_for(layers: int, max_tokens: int) -> SentenceEncoder:
     weights, config, tokenizer_json = read_package()
     tokenizer = Tokenizer.from_str(tokenizer_json)
     tokenizer.no_padding()

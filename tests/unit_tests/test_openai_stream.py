@@ -1,12 +1,15 @@
 """The lean chat-completions stream gives exactly what the stock langchain-openai path gives."""
 
 import asyncio
+import gc
 import json
+import warnings
 from typing import Any
 
 import httpx
 import openai
 import pytest
+from aiohttp import web as aiohttp_web
 from langchain_core.messages import AIMessageChunk
 from langchain_openai import ChatOpenAI
 from pydantic import BaseModel
@@ -154,3 +157,50 @@ async def test_a_schema_reply_cut_at_max_tokens_raises_as_the_sdk_does() -> None
 
 class _Plan(BaseModel):
     steps: list[str]
+
+
+async def _sse_backend() -> tuple[aiohttp_web.AppRunner, str]:
+    """A real HTTP server on loopback that streams TEXT one event per write."""
+
+    async def completions(request: aiohttp_web.Request) -> aiohttp_web.StreamResponse:
+        response = aiohttp_web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        for event in TEXT.split(b"\n\n")[:-1]:
+            await response.write(event + b"\n\n")
+        return response
+
+    app = aiohttp_web.Application()
+    app.router.add_post("/v1/chat/completions", completions)
+    runner = aiohttp_web.AppRunner(app)
+    await runner.setup()
+    site = aiohttp_web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    return runner, f"http://127.0.0.1:{port}/v1"
+
+
+def test_each_event_loop_streams_over_its_own_session_closed_when_the_loop_ends() -> None:
+    """A tier's model is shared within an event loop (one connection pool) and never crosses
+    into another loop (an aiohttp session belongs to its loop); `asyncio.run` closing the loop
+    closes the session, so nothing is left open or warns at exit."""
+    from expressway.models import _openai_model
+
+    async def stream_once() -> tuple[Any, str]:
+        runner, url = await _sse_backend()
+        try:
+            model = _openai_model(url, "fast", 5.0, "")
+            assert _openai_model(url, "fast", 5.0, "") is model
+            text = "".join([chunk.text async for chunk in model.astream("hi")])
+            return model, text
+        finally:
+            await runner.cleanup()
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first, text = asyncio.run(stream_once())
+        second, again = asyncio.run(stream_once())
+        gc.collect()
+    assert text == again == "Hello, world"
+    assert first is not second
+    assert first.http_async_client.is_closed and second.http_async_client.is_closed
+    assert not [w for w in caught if "Unclosed" in str(w.message)]

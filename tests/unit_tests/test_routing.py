@@ -197,7 +197,7 @@ def test_missing_encoder_package_names_the_install_command(monkeypatch) -> None:
     def not_installed(name: str):
         raise PackageNotFoundError(name)
 
-    caches = (encoder_module.read_package, encoder_module.load_encoder, load_task_model)
+    caches = (encoder_module.read_package, encoder_module._encoder_for, load_task_model)
     monkeypatch.setattr(encoder_module, "distribution", not_installed)
     for cache in caches:
         cache.cache_clear()

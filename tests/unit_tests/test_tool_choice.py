@@ -3,6 +3,7 @@ hand-written examples of."""
 
 from typing import Literal
 
+from expressway import encoder as encoder_module
 from expressway.toolbox import as_tools, example
 from nodes.planner import planner_messages
 from nodes.tool_choice import (
@@ -11,6 +12,7 @@ from nodes.tool_choice import (
     question_entities,
     tool_catalog,
 )
+from routers import classify
 
 
 def weather_now(city: str, units: Literal["metric", "imperial"] = "metric") -> str:
@@ -38,6 +40,22 @@ def test_the_encoder_ranks_the_tool_a_question_needs_first() -> None:
     assert catalog.rank("Is it going to rain in Oslo?")[0][0].name == "weather_now"
     assert catalog.rank("How many yen is one dollar?")[0][0].name == "fx_rate"
     assert catalog.rank("Has BA283 left yet?")[0][0].name == "flight_board"
+
+
+def test_routing_and_tool_ranking_embed_a_question_once(monkeypatch) -> None:
+    """The router and the planner read the same encoder settings: one encoder pass serves both."""
+    question = "Is it going to rain in Bergen tomorrow, and what does a krone buy in euros?"
+    catalog, passes = tool_catalog(TOOLS), []
+    run_encoder = encoder_module.SentenceEncoder._embed_one
+
+    def counted(self, text: str):
+        passes.append(text)
+        return run_encoder(self, text)
+
+    monkeypatch.setattr(encoder_module.SentenceEncoder, "_embed_one", counted)
+    classify(question)
+    catalog.rank(question)
+    assert passes == [question]
 
 
 def test_derived_arguments_come_from_the_schema_and_the_description() -> None:
