@@ -15,7 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from expressway.encoder import EncoderUnavailableError, SentenceEncoder, load_encoder
+from expressway.encoder import (
+    MAX_TOKENS,
+    EncoderUnavailableError,
+    SentenceEncoder,
+    load_encoder,
+)
 from expressway.state import Route
 from routers.features import N_FEATURES, featurize, instruction
 from routers.table import DEFAULT_TABLE, RoutingTableError, Task, load_routing_table
@@ -52,12 +57,14 @@ def load_task_model(path: Path = MODEL_PATH) -> TaskModel:
             labels, coef = tuple(saved["labels"].tolist()), saved["coef"]
             embedding_coef, intercept = saved["embedding_coef"], saved["intercept"]
             layers = int(saved["encoder_layers"])
+            # Models trained before the setting existed read the encoder's default.
+            tokens = int(saved["encoder_tokens"]) if "encoder_tokens" in saved else MAX_TOKENS
     except (OSError, KeyError, ValueError) as error:
         raise RoutingTableError(
             f"routing model {path} is unreadable ({error}); rebuild it with `make train-router`"
         ) from error
     try:
-        encoder = load_encoder(layers)
+        encoder = load_encoder(layers, tokens)
     except EncoderUnavailableError as error:
         raise RoutingTableError(f"routing needs its encoder: {error}") from error
     if embedding_coef.shape[0] != encoder.dimension:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from expressway.encoder import load_encoder
+from expressway.encoder import MAX_TOKENS, load_encoder
 from routers.calibration import Decision, threshold_curve
 from routers.features import N_FEATURES, featurize, instruction
 from routers.table import load_routing_table
@@ -22,6 +22,8 @@ MODEL_PATH = Path(__file__).parent / "model.npz"
 # encoder layer costs about a sixth of the full encoder's time.
 REGULARIZATION_C = 30.0
 ENCODER_LAYERS = 3
+# Instruction tokens the encoder reads: the longest instructions set the p99 (README Routing).
+ENCODER_TOKENS = MAX_TOKENS
 
 
 def load_examples(path: Path) -> list[dict[str, str]]:
@@ -30,7 +32,9 @@ def load_examples(path: Path) -> list[dict[str, str]]:
     ]
 
 
-def feature_matrix(texts: list[str], layers: int = ENCODER_LAYERS):  # -> scipy.sparse.csr_matrix
+def feature_matrix(
+    texts: list[str], layers: int = ENCODER_LAYERS, tokens: int = ENCODER_TOKENS
+):  # -> scipy.sparse.csr_matrix
     """Hashed n-grams of each text, then the encoder's embedding of its instruction."""
     from scipy.sparse import csr_matrix, hstack
 
@@ -41,7 +45,7 @@ def feature_matrix(texts: list[str], layers: int = ENCODER_LAYERS):  # -> scipy.
         cols += indices.tolist()
         values += weights.tolist()
     ngrams = csr_matrix((values, (rows, cols)), shape=(len(texts), N_FEATURES), dtype=np.float32)
-    encoder = load_encoder(layers)
+    encoder = load_encoder(layers, tokens)
     embeddings = np.array([encoder.embed(instruction(text)) for text in texts], dtype=np.float32)
     return hstack([ngrams, csr_matrix(embeddings)], format="csr")
 
@@ -52,10 +56,13 @@ def _classifier():
     return LogisticRegression(C=REGULARIZATION_C, max_iter=3000)
 
 
-def train(examples: list[dict[str, str]], layers: int = ENCODER_LAYERS) -> dict[str, np.ndarray]:
+def train(
+    examples: list[dict[str, str]], layers: int = ENCODER_LAYERS, tokens: int = ENCODER_TOKENS
+) -> dict[str, np.ndarray]:
     labels = sorted({example["task"] for example in examples})
     model = _classifier()
-    model.fit(feature_matrix([e["text"] for e in examples], layers), [e["task"] for e in examples])
+    features = feature_matrix([e["text"] for e in examples], layers, tokens)
+    model.fit(features, [e["task"] for e in examples])
     assert list(model.classes_) == labels
     coef = model.coef_.T.astype(np.float32)
     return {
@@ -65,11 +72,15 @@ def train(examples: list[dict[str, str]], layers: int = ENCODER_LAYERS) -> dict[
         "intercept": model.intercept_.astype(np.float32),
         "n_features": np.array(N_FEATURES),
         "encoder_layers": np.array(layers),
+        "encoder_tokens": np.array(tokens),
     }
 
 
 def cross_validated_decisions(
-    examples: list[dict[str, str]], folds: int = 5, layers: int = ENCODER_LAYERS
+    examples: list[dict[str, str]],
+    folds: int = 5,
+    layers: int = ENCODER_LAYERS,
+    tokens: int = ENCODER_TOKENS,
 ) -> list[Decision]:
     """Each example's decision by a model trained on the other folds."""
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
@@ -77,7 +88,7 @@ def cross_validated_decisions(
     tasks = [e["task"] for e in examples]
     probabilities = cross_val_predict(
         _classifier(),
-        feature_matrix([e["text"] for e in examples], layers),
+        feature_matrix([e["text"] for e in examples], layers, tokens),
         tasks,
         cv=StratifiedKFold(folds, shuffle=True, random_state=0),
         method="predict_proba",
@@ -99,16 +110,23 @@ def main(argv: list[str] | None = None) -> None:
         default=ENCODER_LAYERS,
         help="encoder layers to run per request (0-6): fewer is faster, see README Routing",
     )
+    parser.add_argument(
+        "--encoder-tokens",
+        type=int,
+        default=ENCODER_TOKENS,
+        help="instruction tokens the encoder reads: fewer bounds the p99, see README Routing",
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
     examples = load_examples(DATA_DIR / "train.jsonl")
-    np.savez_compressed(MODEL_PATH, **train(examples, args.layers))
-    decisions = cross_validated_decisions(examples, layers=args.layers)
+    np.savez_compressed(MODEL_PATH, **train(examples, args.layers, args.encoder_tokens))
+    decisions = cross_validated_decisions(examples, layers=args.layers, tokens=args.encoder_tokens)
     print(
         json.dumps(
             {
                 "examples": len(examples),
                 "encoder_layers": args.layers,
+                "encoder_tokens": args.encoder_tokens,
                 "cross_validated_task_accuracy": round(
                     sum(d.task == d.truth for d in decisions) / len(decisions), 4
                 ),

@@ -133,10 +133,20 @@ def test_numpy_encoder_matches_the_reference_model() -> None:
 
 def test_training_produces_a_model_of_the_right_shape() -> None:
     examples = load_examples(DATA / "train.jsonl")[::20]
-    weights = train(examples, layers=2)
+    weights = train(examples, layers=2, tokens=16)
     tasks = len(weights["labels"])
     assert weights["coef"].shape == (int(weights["n_features"]), tasks)
     assert weights["embedding_coef"].shape == (384, tasks) and int(weights["encoder_layers"]) == 2
+    assert int(weights["encoder_tokens"]) == 16
+
+
+def test_the_router_reads_as_many_instruction_tokens_as_it_was_trained_on(tmp_path) -> None:
+    examples = load_examples(DATA / "train.jsonl")[::20]
+    path = tmp_path / "model.npz"
+    np.savez_compressed(path, **train(examples, layers=1, tokens=8))
+    encoder = load_task_model(path).encoder
+    assert len(encoder.layers) == 1
+    assert len(encoder.tokenizer.encode("one two three four five six seven eight nine").ids) == 8
 
 
 def test_low_confidence_escalates_to_frontier(tmp_path) -> None:
