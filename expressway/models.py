@@ -50,6 +50,8 @@ class _LoopModels:
         try:
             yield
         finally:
+            # This generator refers to its loop, so the loop's entry must go, or neither is freed.
+            _LOOP_MODELS.pop(asyncio.get_running_loop(), None)
             for model in self.models.values():
                 await model.http_async_client.aclose()
 

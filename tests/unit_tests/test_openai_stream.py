@@ -183,7 +183,7 @@ def test_each_event_loop_streams_over_its_own_session_closed_when_the_loop_ends(
     """A tier's model is shared within an event loop (one connection pool) and never crosses
     into another loop (an aiohttp session belongs to its loop); `asyncio.run` closing the loop
     closes the session, so nothing is left open or warns at exit."""
-    from expressway.models import _openai_model
+    from expressway.models import _LOOP_MODELS, _openai_model
 
     async def stream_once() -> tuple[Any, str]:
         runner, url = await _sse_backend()
@@ -204,3 +204,4 @@ def test_each_event_loop_streams_over_its_own_session_closed_when_the_loop_ends(
     assert first is not second
     assert first.http_async_client.is_closed and second.http_async_client.is_closed
     assert not [w for w in caught if "Unclosed" in str(w.message)]
+    assert not _LOOP_MODELS  # the ended loops and their models can be freed
