@@ -51,7 +51,9 @@ class _LoopModels:
             yield
         finally:
             # This generator refers to its loop, so the loop's entry must go, or neither is freed.
-            _LOOP_MODELS.pop(asyncio.get_running_loop(), None)
+            loop = asyncio.get_running_loop()
+            if _LOOP_MODELS.get(loop) is self:
+                del _LOOP_MODELS[loop]
             for model in self.models.values():
                 await model.http_async_client.aclose()
 
@@ -67,7 +69,9 @@ def _openai_model(
         loop = asyncio.get_running_loop()
     except RuntimeError:  # no loop (a synchronous caller): nothing to stream with here
         return _configured_model(base_url, model, timeout_s, api_key_env, None)
-    models = _LOOP_MODELS.setdefault(loop, _LoopModels())
+    models = _LOOP_MODELS.get(loop)
+    if models is None:  # made only when missing: a dropped one would close its models
+        models = _LOOP_MODELS[loop] = _LoopModels()
     key = (base_url, model, timeout_s, api_key_env)
     if key not in models.models:
         client = openai.DefaultAioHttpClient(timeout=timeout_s)
