@@ -3,9 +3,9 @@ leaner token stream of expressway/openai_stream.py)."""
 
 import asyncio
 import os
+import weakref
 from collections.abc import AsyncIterator, Mapping
 from contextlib import suppress
-from weakref import WeakKeyDictionary
 
 import httpx
 import httpx2
@@ -31,7 +31,11 @@ class BackendUnavailableError(RuntimeError):
 
 
 # A tier's model per event loop: its aiohttp session belongs to the loop that opened it.
-_LOOP_MODELS: "WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopModels]" = WeakKeyDictionary()
+# A run's context may name its own URL (expressway/context.py), so the number kept is bounded.
+MODELS_PER_LOOP = 16
+_LOOP_MODELS: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopModels]" = (
+    weakref.WeakKeyDictionary()
+)
 
 
 class _LoopModels:
@@ -74,9 +78,22 @@ def _openai_model(
         models = _LOOP_MODELS[loop] = _LoopModels()
     key = (base_url, model, timeout_s, api_key_env)
     if key not in models.models:
+        if len(models.models) >= MODELS_PER_LOOP:
+            _close_when_unused(models.models.pop(next(iter(models.models))), loop)
         client = openai.DefaultAioHttpClient(timeout=timeout_s)
         models.models[key] = _configured_model(*key, client)
     return models.models[key]
+
+
+def _close_when_unused(model: StreamingChatOpenAI, loop: asyncio.AbstractEventLoop) -> None:
+    """Close a dropped model's HTTP session once no run streams from it any more."""
+    client = model.http_async_client
+
+    def close() -> None:
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(lambda: loop.create_task(client.aclose()))
+
+    weakref.finalize(model, close)
 
 
 def _configured_model(

@@ -209,3 +209,19 @@ def test_each_event_loop_streams_over_its_own_session_closed_when_the_loop_ends(
     assert first.http_async_client.is_closed and second.http_async_client.is_closed
     assert not [w for w in caught if "Unclosed" in str(w.message)]
     assert not _LOOP_MODELS  # the ended loops and their models can be freed
+
+
+async def test_a_loop_keeps_a_bounded_number_of_models_and_closes_the_dropped_ones() -> None:
+    """A run's context can name any URL: each new one must not open a session for good."""
+    from expressway.models import _LOOP_MODELS, MODELS_PER_LOOP, _openai_model
+
+    first = _openai_model("http://127.0.0.1:9/v1", "fast", 5.0, "")
+    first_client = first.http_async_client
+    for port in range(10, 10 + MODELS_PER_LOOP):
+        _openai_model(f"http://127.0.0.1:{port}/v1", "fast", 5.0, "")
+    assert len(_LOOP_MODELS[asyncio.get_running_loop()].models) == MODELS_PER_LOOP
+    assert not first_client.is_closed  # still referenced here: a run may be streaming from it
+    del first
+    gc.collect()
+    await asyncio.sleep(0.01)
+    assert first_client.is_closed
