@@ -19,7 +19,7 @@ import numpy as np
 from langchain_core.tools import BaseTool
 from rank_bm25 import BM25Okapi
 
-from expressway.encoder import load_encoder
+from expressway.encoder import MAX_TOKENS, load_encoder
 from expressway.toolbox import tool_examples, tool_parameters
 from nodes.prompts import PLAN_EXAMPLES
 
@@ -38,9 +38,10 @@ _ENTITY = re.compile(
 _SENTENCE_START = re.compile(r"(?:^|[.!?:;]\s+)$")
 # A tool fits when its score is within this much of the best one's (cosine similarity).
 FIT_MARGIN = 0.15
-# The router's encoder settings (3 of 6 layers, 64 tokens), so a question is embedded once for
-# both; ranking tools measured as well with them as with all 6 layers on three unseen tool sets.
-ENCODER_LAYERS, ENCODER_TOKENS = 3, 64
+# The router's default encoder settings (3 of 6 layers, the encoder's token cap), so a question is
+# embedded once for both; ranking tools measured as well with them as with all 6 layers on three
+# unseen tool sets.
+ENCODER_LAYERS, ENCODER_TOKENS = 3, MAX_TOKENS
 
 
 def encode(text: str) -> np.ndarray:
