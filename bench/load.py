@@ -23,7 +23,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
-from langgraph_sdk import get_client
+import httpx
+from langgraph_sdk.client import LangGraphClient
 from langgraph_sdk.schema import StreamPart
 
 from bench.harness import (
@@ -98,6 +99,16 @@ def distinct_question() -> str:
     """The load question, made distinct per run (as real traffic is): no run reuses another's
     routing embedding or plan template, so each pays for its own."""
     return f"{LOAD_QUESTION.text} (request {next(_QUESTIONS_ASKED)})"
+
+
+def concurrent_client(url: str, concurrency: int) -> LangGraphClient:
+    """A LangGraph SDK client that keeps `concurrency` streams open at once. `get_client` uses
+    httpx's default pool of 100 connections, which would run the 101st run only after one of the
+    first 100 ended: a queue in the benchmark's client, not in the server."""
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    transport = httpx.AsyncHTTPTransport(retries=5, limits=limits)
+    http = httpx.AsyncClient(base_url=url, transport=transport, timeout=httpx.Timeout(300))
+    return LangGraphClient(http)
 
 
 def stream_run(client: Any) -> AsyncIterator[Any]:
@@ -203,7 +214,7 @@ async def run(
                 continue
             with server_for(route) as server:
                 prefix = "/fast" if route == "fast" else ""
-                client = get_client(url=f"{server.url}{prefix}", timeout=300)
+                client = concurrent_client(f"{server.url}{prefix}", concurrency)
                 run_there = partial(stream_run, client)
                 measured[route] = await measure_route(server, run_there, concurrency)
     standard = measured.get("standard") or measured[routes[0]]

@@ -9,19 +9,35 @@ from typing import TypeVar
 
 Item = TypeVar("Item")
 
+# An item that waited this long for its consumer means the event loop is busy (at rest the
+# consumer takes an item well under a millisecond after it arrives).
+BUSY_LAG_S = 0.010
+# Late this many times in one stream: busy (one slow step, such as a garbage-collection pause, is
+# not).
+LATE_TO_HOLD = 2
+
 
 async def merge_waiting(
-    source: AsyncGenerator[Item, None], merge: Callable[[Item, Item], Item | None]
+    source: AsyncGenerator[Item, None],
+    merge: Callable[[Item, Item], Item | None],
+    hold_s: float = 0.0,
 ) -> AsyncGenerator[Item, None]:
     """Yield `source`'s items. When the consumer asks for the next one and several are already
     waiting, the first absorbs the ones after it for as long as `merge(merged_so_far, next)`
-    returns a merged item (None: that one is not mergeable, it comes next). Nothing is held back
-    to wait for more, so no item arrives later than it would without merging.
+    returns a merged item (None: that one is not mergeable, it comes next).
+
+    With `hold_s` > 0, a stream read on a busy event loop is read less often. Once LATE_TO_HOLD
+    of its items were late (an item waited more than BUSY_LAG_S for its consumer, or the
+    consumer took longer than that to ask for it), each next item of this stream is yielded no
+    sooner than `hold_s` after the one before, so more items merge and the consumer's per-item
+    work falls while CPU is short. Otherwise nothing is held back: no item arrives later than
+    it would without merging. The first item is never held.
 
     `source` is read on its own task so that what waits can be seen; closing this iterator (or
     cancelling its consumer) cancels that task, which closes `source`. An error from `source`
     reaches the consumer after the items before it."""
-    waiting: deque[Item] = deque()
+    loop = asyncio.get_running_loop()
+    waiting: deque[tuple[float, Item]] = deque()
     arrived = asyncio.Event()
     failed: list[BaseException] = []
     done = False
@@ -31,7 +47,7 @@ async def merge_waiting(
         try:
             async with contextlib.aclosing(source) as items:
                 async for item in items:
-                    waiting.append(item)
+                    waiting.append((loop.time(), item))
                     arrived.set()
         except Exception as error:
             failed.append(error)
@@ -40,16 +56,28 @@ async def merge_waiting(
             arrived.set()
 
     reader = asyncio.create_task(read())
+    holding, late_items = False, 0
+    yielded_at: float | None = None
     try:
         while waiting or not done:
-            if not waiting:
+            asked_at = loop.time()
+            if holding and not done and (pause := (yielded_at or 0) + hold_s - asked_at) > 0:
+                await asyncio.sleep(pause)
+            while not waiting and not done:
                 arrived.clear()
                 await arrived.wait()
-                continue
-            item = waiting.popleft()
-            while waiting and (merged := merge(item, waiting[0])) is not None:
+            if not waiting:
+                break
+            arrived_at, item = waiting.popleft()
+            if hold_s > 0 and not holding and yielded_at is not None:
+                # Late: the item waited for its consumer, or the consumer was slow to ask.
+                late = max(loop.time() - arrived_at, asked_at - yielded_at) > BUSY_LAG_S
+                late_items += late
+                holding = late_items >= LATE_TO_HOLD
+            while waiting and (merged := merge(item, waiting[0][1])) is not None:
                 waiting.popleft()
                 item = merged
+            yielded_at = loop.time()
             yield item
         if failed:
             raise failed[0]

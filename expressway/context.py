@@ -131,12 +131,13 @@ class Context:
         metadata={"description": "Longest question accepted; longer ones fail with a clear error."},
     )
     token_merge_window_ms: float = field(
-        default=50.0,
+        default=100.0,
         metadata={
-            "description": "The HTTP app's fast route: answer tokens that are already waiting "
-            "to be sent (a slow client, a busy server) go out as one event covering at most "
-            "this many milliseconds of the answer; a client that keeps up gets every token at "
-            "once. 0 sends each token as its own event."
+            "description": "Answer tokens that back up go out merged, over at most this many "
+            "milliseconds of the answer: on a busy process the answer's model stream is read "
+            "at most once per window (fewer chunks to convert and relay), and the HTTP app's "
+            "fast route sends tokens already waiting for a slow client as one event. A run on "
+            "an idle process whose client keeps up gets every token at once. 0: neither."
         },
     )
     embedded_port: int = field(

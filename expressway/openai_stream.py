@@ -27,6 +27,7 @@ import httpx
 import openai
 from httpx_sse import EventSource
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessageChunk, BaseMessage, BaseMessageChunk
 from langchain_core.outputs import ChatGenerationChunk
 from langchain_openai import ChatOpenAI
@@ -40,6 +41,9 @@ from expressway.coalesce import merge_waiting
 # deltas already waiting when the reader asks for the next are converted as one (one LangChain
 # chunk, one token event), which cuts the per-chunk work of a run that fell behind.
 MERGED = "merged_chunks"
+# `bind()` option (seconds): on a busy event loop, read the stream at most once per this window
+# (expressway/coalesce.py), so a loaded server converts and relays fewer, larger chunks.
+BUSY_MERGE_WINDOW = "busy_merge_window_s"
 # Keys of `create`'s arguments that configure the request rather than make up its body.
 _REQUEST_OPTIONS = frozenset({"extra_headers", "extra_query", "extra_body", "timeout"})
 
@@ -54,6 +58,7 @@ class StreamingChatOpenAI(ChatOpenAI):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
+        hold_s = float(kwargs.pop(BUSY_MERGE_WINDOW, 0.0))
         payload = self._stream_payload(messages, stop, **kwargs)
         if payload is None:
             async for chunk in super()._astream(messages, stop, run_manager, **kwargs):
@@ -75,7 +80,7 @@ class StreamingChatOpenAI(ChatOpenAI):
                 return merged
 
             # aclosing: a caller that stops reading closes the HTTP stream at once.
-            events = merge_waiting(_sse_json(raw.http_response), merge)
+            events = merge_waiting(_sse_json(raw.http_response), merge, hold_s)
             async with aclosing(events) as merged:
                 async for data in merged:
                     chunk = self._convert_chunk_to_generation_chunk(data, chunk_class, None)
@@ -144,6 +149,14 @@ class StreamingChatOpenAI(ChatOpenAI):
         if parsed or self.include_response_headers or self._uses_gateway:
             return None
         return payload
+
+
+def busy_merge_options(model: BaseChatModel, window_s: float) -> dict[str, float]:
+    """`bind()` options that make `model`'s stream merge chunks over `window_s` while the event
+    loop is busy; none for a model without the lean stream (it would send them to its server)."""
+    if window_s > 0 and isinstance(model, StreamingChatOpenAI):
+        return {BUSY_MERGE_WINDOW: window_s}
+    return {}
 
 
 def _merge_text_deltas(first: dict[str, Any], after: dict[str, Any]) -> dict[str, Any] | None:

@@ -121,8 +121,9 @@ async def test_both_routes_serve_the_same_events(tmp_path: Path) -> None:
                 )
                 return [(part.event, part.data) async for part in stream]
 
-            standard = await run_through("")
-            # The same SDK call, its URL ending in /fast; a zero window: one event per token.
+            # A zero window: one event per token on both (a busy server would otherwise merge).
+            standard = await run_through("", token_merge_window_ms=0)
+            # The same SDK call, its URL ending in /fast.
             fast = await run_through("/fast", token_merge_window_ms=0)
             merged = await run_through("/fast")
 

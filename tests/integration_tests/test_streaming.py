@@ -71,7 +71,9 @@ async def test_slow_consumer_gets_every_event_and_the_run_stays_bounded() -> Non
         async for event in iter_events(
             graph.astream(
                 {"messages": [("user", question)]},
-                context=context_at(simulator.base_url),
+                # Window 0: a token per event, so the consumer is behind the backend (a busy
+                # process would read the stream once per window; tests/unit_tests cover that).
+                context=context_at(simulator.base_url, token_merge_window_ms=0),
                 stream_mode=["custom"],
             )
         ):

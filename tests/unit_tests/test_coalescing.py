@@ -3,11 +3,13 @@ every token as its own event; one that falls behind gets the waiting tokens merg
 character in order, and nothing else reordered or lost."""
 
 import asyncio
+import time
 from collections.abc import AsyncGenerator
 from typing import Any
 
 import pytest
 
+from expressway.coalesce import merge_waiting
 from expressway.events import coalesce_tokens
 
 
@@ -119,3 +121,46 @@ async def test_closing_early_closes_the_source() -> None:
         break
     await stream.aclose()
     assert closed.is_set()
+
+
+async def _ticks(count: int, every_s: float) -> AsyncGenerator[dict[str, Any], None]:
+    """Token i is due `every_s` * i after the start (as a backend's tokens land on the socket
+    whether or not the process reads them); all that are due are yielded at once."""
+    start = time.monotonic()
+    for index in range(count):
+        due = start + index * every_s
+        if (wait := due - time.monotonic()) > 0:
+            await asyncio.sleep(wait)
+        yield token(index, due)
+
+
+def _join(first: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    return {**first, "text": first["text"] + after["text"]}
+
+
+async def test_a_busy_loop_holds_the_stream_so_more_merges_and_an_idle_one_never_holds() -> None:
+    # Idle: a consumer that keeps up gets each of 40 tokens (every 5 ms) as it comes.
+    idle = [event async for event in merge_waiting(_ticks(40, 0.005), _join, hold_s=0.05)]
+    assert len(idle) == 40
+    # Busy: the consumer blocks the loop 15 ms per item (as a loaded server does), so items wait
+    # longer than BUSY_LAG_S; the stream is then read once per 50 ms window.
+    received, gaps, last = [], [], None
+    async for event in merge_waiting(_ticks(40, 0.005), _join, hold_s=0.05):
+        if last is not None:
+            gaps.append(time.monotonic() - last)
+        received.append(event)
+        time.sleep(0.015)  # noqa: ASYNC251 -- blocking on purpose: a busy loop
+        last = time.monotonic()
+    assert "".join(e["text"] for e in received) == "".join(f"<{i}>" for i in range(40))
+    # Without the hold the same consumer takes an item per 15 ms (about 14 items); held, about
+    # one per 65 ms (its 15 ms plus the 50 ms window).
+    assert len(received) <= 8
+    assert sum(gap >= 0.03 for gap in gaps) >= len(gaps) // 2
+
+
+async def test_without_a_hold_a_busy_consumer_is_never_made_to_wait() -> None:
+    received = []
+    async for event in merge_waiting(_ticks(40, 0.005), _join):
+        received.append(event)
+        time.sleep(0.015)  # noqa: ASYNC251 -- blocking on purpose: a busy loop
+    assert len(received) > 8

@@ -3,6 +3,7 @@
 import asyncio
 import gc
 import json
+import time
 import warnings
 from typing import Any
 
@@ -14,7 +15,7 @@ from langchain_core.messages import AIMessageChunk
 from langchain_openai import ChatOpenAI
 from pydantic import BaseModel
 
-from expressway.openai_stream import StreamingChatOpenAI
+from expressway.openai_stream import StreamingChatOpenAI, busy_merge_options
 
 HEAD = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "fast"}
 
@@ -117,6 +118,79 @@ async def test_a_reader_that_keeps_up_gets_every_chunk_as_the_stock_path_does() 
     stock = await streamed(model_of(ChatOpenAI, TEXT))
     chunks = await streamed(lean)
     assert [comparable(c) for c in chunks] == [comparable(c) for c in stock]
+
+
+async def test_events_split_anywhere_with_crlf_comments_and_multiline_data_parse_the_same() -> None:
+    # The same events as TEXT, framed the other ways SSE allows: CRLF line ends, a keep-alive
+    # comment, one event's JSON spread over two data lines, and delivered in 7-byte pieces.
+    events = [event for event in TEXT.split(b"\n\n") if event]
+    split_json = events[1].replace(b', "delta"', b',\ndata: "delta"')
+    framed = b": keep-alive\n\n" + b"\n\n".join([events[0], split_json, *events[2:]]) + b"\n\n"
+    body = framed.replace(b"\n", b"\r\n")
+
+    async def pieces() -> Any:
+        for start in range(0, len(body), 7):
+            await asyncio.sleep(0)
+            yield body[start : start + 7]
+
+    def reply(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=pieces())
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(reply))
+    lean = StreamingChatOpenAI(
+        base_url="http://backend/v1", api_key="none", model="fast", http_async_client=client
+    )
+    chunks = await streamed(lean)
+    stock = await streamed(model_of(ChatOpenAI, TEXT))
+    assert sum(chunks[1:], chunks[0]).content == "Hello, world"
+    assert sum(c.response_metadata.get("merged_chunks", 1) for c in chunks) == len(stock)
+
+
+def _paced_model(count: int, every_s: float) -> StreamingChatOpenAI:
+    """A lean model whose backend's token i lands `every_s` * i after the request."""
+    events = [choice({"role": "assistant", "content": ""})]
+    events += [choice({"content": f" w{i}"}) for i in range(count)]
+    events += [choice({}, "stop")]
+
+    async def paced() -> Any:
+        start = time.monotonic()
+        for index, event in enumerate(events):
+            if (wait := start + index * every_s - time.monotonic()) > 0:
+                await asyncio.sleep(wait)
+            yield sse(event)
+        yield sse("[DONE]")
+
+    def reply(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=paced())
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(reply))
+    return StreamingChatOpenAI(
+        base_url="http://backend/v1", api_key="none", model="fast", http_async_client=client
+    )
+
+
+@pytest.mark.parametrize("window_s", [0.0, 0.05])
+async def test_a_busy_loop_reads_the_answer_stream_once_per_window(window_s: float) -> None:
+    model = _paced_model(40, 0.005)
+    options = busy_merge_options(model, window_s)
+    chunks = []
+    async for chunk in model.astream("hi", **options):
+        chunks.append(chunk)
+        time.sleep(0.015)  # noqa: ASYNC251 -- blocking on purpose: a busy process
+    texts = [chunk for chunk in chunks if chunk.text]
+    assert "".join(c.text for c in texts) == "".join(f" w{i}" for i in range(40))
+    assert sum(c.response_metadata.get("merged_chunks", 1) for c in texts) == 40
+    # Unheld, a 15 ms consumer takes what waited each time (about 14 chunks); held, the stream
+    # is read once per 50 ms window on top of that (about 6).
+    assert (len(texts) <= 8) == (window_s > 0)
+
+
+def test_only_the_lean_stream_takes_the_busy_window() -> None:
+    lean = StreamingChatOpenAI(base_url="http://backend/v1", api_key="none", model="fast")
+    stock = ChatOpenAI(base_url="http://backend/v1", api_key="none", model="fast")
+    assert busy_merge_options(lean, 0.1) == {"busy_merge_window_s": 0.1}
+    assert busy_merge_options(lean, 0.0) == {}
+    assert busy_merge_options(stock, 0.1) == {}  # it would send the option to its server
 
 
 async def test_a_backend_that_ignores_max_tokens_is_cut_at_the_limit() -> None:
