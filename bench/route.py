@@ -2,6 +2,7 @@
 escalation threshold, and its decision latency."""
 
 import json
+import math
 import statistics
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ def measure(examples: list[dict[str, str]], table: RoutingTable) -> dict[str, An
     labels = sorted(table.tasks)
     confusion = {truth: dict.fromkeys(labels, 0) for truth in labels}
     decisions, task_hits, tier_hits, escalated, to_frontier = [], 0, 0, 0, 0
+    model = load_task_model()
     for example in examples:
         route = classify(example["text"])
         confusion[example["task"]][route.task] += 1
@@ -34,6 +36,10 @@ def measure(examples: list[dict[str, str]], table: RoutingTable) -> dict[str, An
         "tier_accuracy": round(tier_hits / len(examples), 4),
         "escalated": escalated,
         "share_to_frontier": round(to_frontier / len(examples), 4),
+        # Decided by the n-grams alone, without the encoder (routers/classifier.py's cascade).
+        "share_without_encoder": round(
+            sum(model.skips_encoder(example["text"]) for example in examples) / len(examples), 4
+        ),
         "confusion": confusion,  # confusion[true task][predicted task]
         "threshold_curve": threshold_curve(decisions, table),
     }
@@ -54,6 +60,7 @@ def run(paths: list[Path], repeats: int) -> dict[str, Any]:
             encoder.forget()
             latencies.append(classify(text).latency_ms)
     first = reports[paths[0].stem]
+    confident = load_task_model().ngram_confident
     return {
         "benchmark": "route",
         "schema_version": 1,
@@ -62,6 +69,8 @@ def run(paths: list[Path], repeats: int) -> dict[str, Any]:
         "share_to_frontier": first["share_to_frontier"],
         "escalate_below_confidence": table.escalate_below_confidence,
         "encoder_layers": len(load_task_model().encoder.layers),
+        # null: a model trained before the cascade (every decision runs the encoder)
+        "ngram_confident": confident if math.isfinite(confident) else None,
         "latency_p50_ms": round(percentile(latencies, 50), 4),
         "latency_p99_ms": round(percentile(latencies, 99), 4),
         "latency_mean_ms": round(statistics.fmean(latencies), 4),

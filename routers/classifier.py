@@ -1,11 +1,13 @@
 """Classifies a request into a task and a tier in milliseconds, without an LLM call.
 
-A linear model (trained by `routers/train.py` on `routers/data/train.jsonl`) reads two things:
-hashed word and character n-grams of the whole request, and a sentence embedding of its
+Two linear models (trained by `routers/train.py` on `routers/data/train.jsonl`) in a cascade.
+The first reads hashed word and character n-grams of the whole request (a fraction of a
+millisecond); when it is at least `ngram_confident` sure, as it is for most requests, its label
+stands. Otherwise the second reads the same n-grams and a sentence embedding of the request's
 instruction from the first layers of a small pretrained encoder (`expressway/encoder.py`), which
-carries phrasings the training set never used. It picks the task; the routing table maps the task
-to a tier. A decision less confident than the table's `escalate_below_confidence` goes to the
-frontier tier.
+carries phrasings the training set never used (milliseconds). The label is the task; the routing
+table maps the task to a tier. A decision less confident than the table's
+`escalate_below_confidence` goes to the frontier tier.
 """
 
 import time
@@ -35,16 +37,38 @@ class TaskModel:
     embedding_coef: np.ndarray  # (encoder dimension, tasks)
     intercept: np.ndarray
     encoder: SentenceEncoder
+    # The n-grams-only model, and the confidence at which its label stands (inf: never, as for
+    # a model trained before the cascade existed).
+    ngram_coef: np.ndarray | None = None
+    ngram_intercept: np.ndarray | None = None
+    ngram_confident: float = float("inf")
 
     def probabilities(self, text: str) -> np.ndarray:
         indices, weights = featurize(text)
-        scores = (
+        quick = self._confident_ngrams(indices, weights)
+        if quick is not None:
+            return quick
+        return _softmax(
             weights @ self.coef[indices]
             + self.encoder.embed(instruction(text)) @ self.embedding_coef
             + self.intercept
         )
-        exp = np.exp(scores - scores.max())
-        return exp / exp.sum()
+
+    def skips_encoder(self, text: str) -> bool:
+        """Whether the n-grams alone decide `text` (bench/route.py reports the share)."""
+        return self._confident_ngrams(*featurize(text)) is not None
+
+    def _confident_ngrams(self, indices: np.ndarray, weights: np.ndarray) -> np.ndarray | None:
+        """The n-grams-only model's probabilities when it is sure enough, else None."""
+        if self.ngram_coef is None or self.ngram_intercept is None:
+            return None
+        quick = _softmax(weights @ self.ngram_coef[indices] + self.ngram_intercept)
+        return quick if quick.max() >= self.ngram_confident else None
+
+
+def _softmax(scores: np.ndarray) -> np.ndarray:
+    exp = np.exp(scores - scores.max())
+    return exp / exp.sum()
 
 
 @lru_cache(maxsize=4)
@@ -59,6 +83,15 @@ def load_task_model(path: Path = MODEL_PATH) -> TaskModel:
             layers = int(saved["encoder_layers"])
             # Models trained before the setting existed read the encoder's default.
             tokens = int(saved["encoder_tokens"]) if "encoder_tokens" in saved else MAX_TOKENS
+            cascade = (
+                {
+                    "ngram_coef": saved["ngram_coef"],
+                    "ngram_intercept": saved["ngram_intercept"],
+                    "ngram_confident": float(saved["ngram_confident"]),
+                }
+                if "ngram_coef" in saved
+                else {}
+            )
     except (OSError, KeyError, ValueError) as error:
         raise RoutingTableError(
             f"routing model {path} is unreadable ({error}); rebuild it with `make train-router`"
@@ -72,7 +105,7 @@ def load_task_model(path: Path = MODEL_PATH) -> TaskModel:
             f"routing model {path} expects {embedding_coef.shape[0]}-value embeddings, the "
             f"encoder gives {encoder.dimension}; rebuild it with `make train-router`"
         )
-    return TaskModel(labels, coef, embedding_coef, intercept, encoder)
+    return TaskModel(labels, coef, embedding_coef, intercept, encoder, **cascade)
 
 
 def classify(text: str, table_path: Path = DEFAULT_TABLE, model_path: Path = MODEL_PATH) -> Route:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from expressway.encoder import MAX_TOKENS, load_encoder
+from expressway.encoder import load_encoder
 from routers.calibration import Decision, threshold_curve
 from routers.features import N_FEATURES, featurize, instruction
 from routers.table import load_routing_table
@@ -23,7 +23,13 @@ MODEL_PATH = Path(__file__).parent / "model.npz"
 REGULARIZATION_C = 30.0
 ENCODER_LAYERS = 3
 # Instruction tokens the encoder reads: the longest instructions set the p99 (README Routing).
-ENCODER_TOKENS = MAX_TOKENS
+# The planner's tool ranking reads MAX_TOKENS (a question's later parts name tools too), so a
+# question that reaches both the router's encoder and the planner is embedded twice.
+ENCODER_TOKENS = 24
+# A request the n-grams alone label confidently enough skips the encoder (most do): the lowest
+# such confidence whose cross-validated task accuracy is at most this far below the full model's.
+CASCADE_TOLERANCE = 0.003
+CASCADE_THRESHOLDS = tuple(round(0.5 + 0.02 * i, 2) for i in range(26))
 
 
 def load_examples(path: Path) -> list[dict[str, str]]:
@@ -56,48 +62,69 @@ def _classifier():
     return LogisticRegression(C=REGULARIZATION_C, max_iter=3000)
 
 
-def train(
-    examples: list[dict[str, str]], layers: int = ENCODER_LAYERS, tokens: int = ENCODER_TOKENS
-) -> dict[str, np.ndarray]:
+def fit(
+    examples: list[dict[str, str]],
+    layers: int = ENCODER_LAYERS,
+    tokens: int = ENCODER_TOKENS,
+    folds: int = 5,
+) -> tuple[dict[str, np.ndarray], list[Decision]]:
+    """The router's weights, and each example's decision by the router trained on the other
+    folds (for the threshold curve). Two models: n-grams alone, and n-grams with the encoder's
+    embedding; a request the first labels at least `ngram_confident` sure of skips the second."""
     labels = sorted({example["task"] for example in examples})
-    model = _classifier()
+    tasks = [e["task"] for e in examples]
     features = feature_matrix([e["text"] for e in examples], layers, tokens)
-    model.fit(features, [e["task"] for e in examples])
-    assert list(model.classes_) == labels
+    ngrams = features[:, :N_FEATURES]
+    truth = np.array([labels.index(task) for task in tasks])
+    quick, full = (_cross_validated(x, tasks, folds) for x in (ngrams, features))
+    confident = cascade_threshold(quick, full, truth)
+    decided = np.where((quick.max(1) >= confident)[:, None], quick, full)
+    decisions = [
+        Decision(task, labels[int(row.argmax())], float(row.max()))
+        for task, row in zip(tasks, decided, strict=True)
+    ]
+    model, ngram_model = _classifier().fit(features, tasks), _classifier().fit(ngrams, tasks)
+    assert list(model.classes_) == list(ngram_model.classes_) == labels
     coef = model.coef_.T.astype(np.float32)
-    return {
+    weights = {
         "labels": np.array(labels),
         "coef": coef[:N_FEATURES],  # (N_FEATURES, tasks): one row gather per feature
         "embedding_coef": coef[N_FEATURES:],  # (encoder dimension, tasks)
         "intercept": model.intercept_.astype(np.float32),
+        "ngram_coef": ngram_model.coef_.T.astype(np.float32),
+        "ngram_intercept": ngram_model.intercept_.astype(np.float32),
+        "ngram_confident": np.array(confident),
         "n_features": np.array(N_FEATURES),
         "encoder_layers": np.array(layers),
         "encoder_tokens": np.array(tokens),
     }
+    return weights, decisions
 
 
-def cross_validated_decisions(
-    examples: list[dict[str, str]],
-    folds: int = 5,
-    layers: int = ENCODER_LAYERS,
-    tokens: int = ENCODER_TOKENS,
-) -> list[Decision]:
-    """Each example's decision by a model trained on the other folds."""
+def train(
+    examples: list[dict[str, str]], layers: int = ENCODER_LAYERS, tokens: int = ENCODER_TOKENS
+) -> dict[str, np.ndarray]:
+    return fit(examples, layers, tokens)[0]
+
+
+def _cross_validated(features, tasks: list[str], folds: int) -> np.ndarray:
+    """Each example's task probabilities from a model trained on the other folds."""
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-    tasks = [e["task"] for e in examples]
-    probabilities = cross_val_predict(
-        _classifier(),
-        feature_matrix([e["text"] for e in examples], layers, tokens),
-        tasks,
-        cv=StratifiedKFold(folds, shuffle=True, random_state=0),
-        method="predict_proba",
-    )
-    labels = sorted(set(tasks))
-    return [
-        Decision(truth, labels[int(row.argmax())], float(row.max()))
-        for truth, row in zip(tasks, probabilities, strict=True)
-    ]
+    split = StratifiedKFold(folds, shuffle=True, random_state=0)
+    return cross_val_predict(_classifier(), features, tasks, cv=split, method="predict_proba")
+
+
+def cascade_threshold(quick: np.ndarray, full: np.ndarray, truth: np.ndarray) -> float:
+    """The lowest n-gram confidence at which skipping the encoder keeps the cross-validated task
+    accuracy within CASCADE_TOLERANCE of the full model's (inf: never skip)."""
+    quick_right, full_right = quick.argmax(1) == truth, full.argmax(1) == truth
+    target = full_right.mean() - CASCADE_TOLERANCE
+    for threshold in CASCADE_THRESHOLDS:
+        skip = quick.max(1) >= threshold
+        if np.where(skip, quick_right, full_right).mean() >= target:
+            return threshold
+    return float("inf")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -119,14 +146,15 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     started = time.perf_counter()
     examples = load_examples(DATA_DIR / "train.jsonl")
-    np.savez_compressed(MODEL_PATH, **train(examples, args.layers, args.encoder_tokens))
-    decisions = cross_validated_decisions(examples, layers=args.layers, tokens=args.encoder_tokens)
+    weights, decisions = fit(examples, args.layers, args.encoder_tokens)
+    np.savez_compressed(MODEL_PATH, **weights)
     print(
         json.dumps(
             {
                 "examples": len(examples),
                 "encoder_layers": args.layers,
                 "encoder_tokens": args.encoder_tokens,
+                "ngram_confident": float(weights["ngram_confident"]),
                 "cross_validated_task_accuracy": round(
                     sum(d.task == d.truth for d in decisions) / len(decisions), 4
                 ),

@@ -16,7 +16,7 @@ from routers import RoutingTableError, classify, load_routing_table
 from routers.calibration import THRESHOLDS, Decision, threshold_curve
 from routers.classifier import load_task_model
 from routers.features import QUOTE, instruction
-from routers.train import load_examples, train
+from routers.train import cascade_threshold, load_examples, train
 
 DATA = Path(__file__).resolve().parents[2] / "routers" / "data"
 
@@ -41,11 +41,11 @@ def _accuracy(name: str) -> tuple[float, float]:
 
 def test_held_out_accuracy_meets_the_goal() -> None:
     """Neither file is trained on. eval.jsonl was written with the training set; eval_b.jsonl by
-    someone else in another style (n-grams alone get 79% task / 87% tier on it)."""
+    someone else in another style. Goal (issue 15): tier >= 95%, task >= 90% on both."""
     task, tier = _accuracy("eval.jsonl")
     assert task >= 0.95 and tier >= 0.97
     task_b, tier_b = _accuracy("eval_b.jsonl")
-    assert task_b >= 0.88 and tier_b >= 0.93
+    assert task_b >= 0.90 and tier_b >= 0.95
 
 
 def test_training_and_evaluation_sets_do_not_overlap() -> None:
@@ -138,6 +138,42 @@ def test_training_produces_a_model_of_the_right_shape() -> None:
     assert weights["coef"].shape == (int(weights["n_features"]), tasks)
     assert weights["embedding_coef"].shape == (384, tasks) and int(weights["encoder_layers"]) == 2
     assert int(weights["encoder_tokens"]) == 16
+    assert weights["ngram_coef"].shape == weights["coef"].shape
+    assert 0.5 <= float(weights["ngram_confident"]) < 1
+
+
+def test_the_cascade_skips_the_encoder_only_where_the_ngrams_are_sure(monkeypatch) -> None:
+    passes: list[str] = []
+    run_encoder = encoder_module.SentenceEncoder._embed_one
+    monkeypatch.setattr(
+        encoder_module.SentenceEncoder,
+        "_embed_one",
+        lambda self, text: passes.append(text) or run_encoder(self, text),
+    )
+    model = load_task_model()
+    for text in ("thanks so much!", "Summarize this paragraph in two sentences: it rained."):
+        passes.clear()
+        route = classify(text)
+        assert model.skips_encoder(text) and not passes and route.confidence >= 0.5
+    # A request the n-grams are unsure of is decided with the encoder.
+    held_out = load_examples(DATA / "eval_b.jsonl")
+    unsure = next(e["text"] for e in held_out if not model.skips_encoder(e["text"]))
+    passes.clear()
+    model.encoder.forget()  # it remembers recent texts: make it embed this one
+    classify(unsure)
+    assert passes == [instruction(unsure)]
+
+
+def test_the_cascade_threshold_is_the_lowest_that_keeps_the_accuracy() -> None:
+    # Four examples of task 0. The n-grams are right where they are sure (0.9, 0.7, 0.8) and
+    # wrong where they are not (0.55 for task 1); the full model is right on all four.
+    quick = np.array([[0.9, 0.1], [0.7, 0.3], [0.45, 0.55], [0.8, 0.2]])
+    full = np.array([[0.8, 0.2]] * 4)
+    truth = np.zeros(4, dtype=int)
+    # Skipping from 0.5 on loses the third; from 0.56 on, the full model decides it.
+    assert cascade_threshold(quick, full, truth) == 0.56
+    # N-grams sure (0.9) and wrong: only a threshold above their confidence keeps the accuracy.
+    assert cascade_threshold(np.array([[0.1, 0.9]] * 4), full, truth) == 0.92
 
 
 def test_the_router_reads_as_many_instruction_tokens_as_it_was_trained_on(tmp_path) -> None:

@@ -3,7 +3,10 @@ hand-written examples of."""
 
 from typing import Literal
 
+import numpy as np
+
 from expressway import encoder as encoder_module
+from expressway.encoder import MAX_TOKENS
 from expressway.toolbox import as_tools, example
 from nodes.planner import planner_messages
 from nodes.tool_choice import (
@@ -13,6 +16,8 @@ from nodes.tool_choice import (
     tool_catalog,
 )
 from routers import classify
+from routers.train import DATA_DIR as ROUTER_DATA
+from routers.train import load_examples, train
 
 
 def weather_now(city: str, units: Literal["metric", "imperial"] = "metric") -> str:
@@ -42,9 +47,14 @@ def test_the_encoder_ranks_the_tool_a_question_needs_first() -> None:
     assert catalog.rank("Has BA283 left yet?")[0][0].name == "flight_board"
 
 
-def test_routing_and_tool_ranking_embed_a_question_once(monkeypatch) -> None:
-    """The router and the planner read the same encoder settings: one encoder pass serves both."""
+def test_an_encoder_setting_is_one_encoder_however_it_is_asked_for(monkeypatch, tmp_path) -> None:
+    """A router trained at the planner's token cap, deciding with the encoder, and the tool
+    ranking share one encoder: the question is embedded once for both."""
     question = "Is it going to rain in Bergen tomorrow, and what does a krone buy in euros?"
+    examples = load_examples(ROUTER_DATA / "train.jsonl")[::20]
+    weights = train(examples, layers=3, tokens=MAX_TOKENS)
+    without_cascade = {k: v for k, v in weights.items() if not k.startswith("ngram_")}
+    np.savez_compressed(tmp_path / "model.npz", **without_cascade)
     catalog, passes = tool_catalog(TOOLS), []
     run_encoder = encoder_module.SentenceEncoder._embed_one
 
@@ -53,7 +63,7 @@ def test_routing_and_tool_ranking_embed_a_question_once(monkeypatch) -> None:
         return run_encoder(self, text)
 
     monkeypatch.setattr(encoder_module.SentenceEncoder, "_embed_one", counted)
-    classify(question)
+    classify(question, model_path=tmp_path / "model.npz")
     catalog.rank(question)
     assert passes == [question]
 
