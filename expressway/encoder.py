@@ -184,8 +184,9 @@ def read_package() -> tuple[dict[str, np.ndarray], dict, str]:
 
 def load_encoder(layers: int, max_tokens: int = MAX_TOKENS) -> SentenceEncoder:
     """An encoder running `layers` layers on texts cut at `max_tokens` tokens, one per setting
-    however it is asked for (`load_encoder(3)` is `load_encoder(3, 64)`), so the router and the
-    planner share it and its remembered embeddings; the package is read once (about a second)."""
+    however it is asked for (`load_encoder(3)` is `load_encoder(3, 64)`), so callers with the same
+    setting (a router trained at the planner's cap) share it and its remembered embeddings; the
+    package is read once (about a second)."""
     return _encoder_for(layers, max_tokens)
 
 

@@ -38,9 +38,9 @@ _ENTITY = re.compile(
 _SENTENCE_START = re.compile(r"(?:^|[.!?:;]\s+)$")
 # A tool fits when its score is within this much of the best one's (cosine similarity).
 FIT_MARGIN = 0.15
-# The router's default encoder settings (3 of 6 layers, the encoder's token cap), so a question is
-# embedded once for both; ranking tools measured as well with them as with all 6 layers on three
-# unseen tool sets.
+# 3 of 6 layers over the encoder's token cap (64): ranking tools measured as well with them as with
+# all 6 layers on three unseen tool sets, and a question's later parts name tools too. The router
+# reads 24 tokens, so a question its n-grams cannot decide is embedded once for each.
 ENCODER_LAYERS, ENCODER_TOKENS = 3, MAX_TOKENS
 
 
