@@ -13,8 +13,9 @@ from routers.classifier import classify, load_task_model
 from routers.table import RoutingTable, load_routing_table
 
 DATA = Path(__file__).resolve().parents[1] / "routers" / "data"
-# eval.jsonl: written with the training set; eval_b.jsonl: by someone else, in another style.
-EVAL_PATHS = (DATA / "eval.jsonl", DATA / "eval_b.jsonl")
+# eval.jsonl: written with the training set; eval_b.jsonl and eval_c.jsonl: by two other authors,
+# each in another style (eval_c: six tasks, no chat, written to mislead by topic).
+EVAL_PATHS = (DATA / "eval.jsonl", DATA / "eval_b.jsonl", DATA / "eval_c.jsonl")
 
 
 def measure(examples: list[dict[str, str]], table: RoutingTable) -> dict[str, Any]:
@@ -92,7 +93,7 @@ def main(argv: list[str]) -> dict[str, Any]:
         "--file",
         type=Path,
         action="append",
-        help="JSON lines with text, task; repeat for several sets (default: eval and eval_b)",
+        help="JSON lines with text, task; repeat for several sets (default: eval, eval_b, eval_c)",
     )
     parser.add_argument("--repeats", type=int, default=5, help="timed passes over the files")
     args = parser.parse_args(argv)

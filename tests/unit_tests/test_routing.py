@@ -40,17 +40,20 @@ def _accuracy(name: str) -> tuple[float, float]:
 
 
 def test_held_out_accuracy_meets_the_goal() -> None:
-    """Neither file is trained on. eval.jsonl was written with the training set; eval_b.jsonl by
+    """No file is trained on. eval.jsonl was written with the training set; eval_b.jsonl by
     someone else in another style. Goal (issue 15): tier >= 95%, task >= 90% on both."""
     task, tier = _accuracy("eval.jsonl")
     assert task >= 0.95 and tier >= 0.97
     task_b, tier_b = _accuracy("eval_b.jsonl")
     assert task_b >= 0.90 and tier_b >= 0.95
+    # A third author, misleading by topic on purpose; the goal for unseen sets is 85% / 90%.
+    task_c, tier_c = _accuracy("eval_c.jsonl")
+    assert task_c >= 0.85 and tier_c >= 0.90
 
 
 def test_training_and_evaluation_sets_do_not_overlap() -> None:
     train_texts = {e["text"] for e in load_examples(DATA / "train.jsonl")}
-    for held_out in ("eval.jsonl", "eval_b.jsonl"):
+    for held_out in ("eval.jsonl", "eval_b.jsonl", "eval_c.jsonl"):
         assert not train_texts & {e["text"] for e in load_examples(DATA / held_out)}
     assert len(train_texts) >= 1000
 
