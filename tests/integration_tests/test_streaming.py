@@ -201,13 +201,11 @@ async def test_stream_benchmark_reports_every_relay_it_names(tmp_path) -> None:
     )
     for prefix in prefixes:
         assert report[f"{prefix}relay_p99_ms"] >= report[f"{prefix}relay_p50_ms"] > 0
-    for key in (
-        "first_event_ms",
-        "first_token_after_backend_ms",
-        "server_first_event_ms",
-        "standard_server_first_event_ms",
-    ):
+    for key in ("first_event_ms", "server_first_event_ms", "standard_server_first_event_ms"):
         assert report[key] > 0
+    # The backend stamps a chunk once its own write returned, in another process: a reader that
+    # is quicker than the backend's resume sees the first token a few microseconds "early".
+    assert -1 < report["first_token_after_backend_ms"] < 1000
     assert (
         report["tokens_measured"]
         == report["server_tokens_measured"]
