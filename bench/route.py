@@ -52,16 +52,17 @@ def run(paths: list[Path], repeats: int) -> dict[str, Any]:
     reports = {name: measure(examples, table) for name, examples in sets.items()}
     texts = [example["text"] for examples in sets.values() for example in examples]
     classify(texts[0])  # the model and encoder are loaded; time only decisions
-    # Every decision embeds its text afresh: the encoder's memory of recent texts (which lets the
-    # planner reuse the router's embedding of a question) would otherwise time cache hits.
-    encoder = load_task_model().encoder
+    # Every decision embeds its text afresh: the encoder's memory of recent texts (which lets a
+    # caller with the same encoder setting reuse an embedding) would otherwise time cache hits.
+    model = load_task_model()
+    encoder = model.encoder
     latencies = []
     for _ in range(repeats):
         for text in texts:
             encoder.forget()
             latencies.append(classify(text).latency_ms)
     first = reports[paths[0].stem]
-    confident = load_task_model().ngram_confident
+    confident = model.ngram_confident
     return {
         "benchmark": "route",
         "schema_version": 1,
@@ -69,7 +70,7 @@ def run(paths: list[Path], repeats: int) -> dict[str, Any]:
         **{key: first[key] for key in ("examples", "task_accuracy", "tier_accuracy", "escalated")},
         "share_to_frontier": first["share_to_frontier"],
         "escalate_below_confidence": table.escalate_below_confidence,
-        "encoder_layers": len(load_task_model().encoder.layers),
+        "encoder_layers": len(encoder.layers),
         # null: a model trained before the cascade (every decision runs the encoder)
         "ngram_confident": confident if math.isfinite(confident) else None,
         "latency_p50_ms": round(percentile(latencies, 50), 4),
