@@ -177,7 +177,9 @@ class SimulatedBackend:
 
     async def _models(self, _: Request) -> JSONResponse:
         data = [
-            {"id": name, "object": "model", "owned_by": "simulator"} for name in self.model_names
+            # Owned by "vllm" as vLLM lists its models: this server takes vLLM's request fields.
+            {"id": name, "object": "model", "owned_by": "vllm"}
+            for name in self.model_names
         ]
         return JSONResponse({"object": "list", "data": data})
 
@@ -216,7 +218,8 @@ class SimulatedBackend:
         if body.get("stream"):
             stream = self._stream(body, calls if isinstance(calls, list) else None, tokens, finish)
             return StreamingResponse(stream, media_type="text/event-stream")
-        sent = [pair async for pair in self._timed_tokens(body, tokens, uuid.uuid4().hex)]
+        timed = self._timed_tokens(body, tokens, uuid.uuid4().hex)
+        sent = [pair async for group in timed for pair in group]
         self.stats.completed += 1
         message: dict[str, Any] = {"role": "assistant", "content": "".join(t for _, t in sent)}
         if isinstance(calls, list):
@@ -243,10 +246,13 @@ class SimulatedBackend:
 
     async def _timed_tokens(
         self, body: dict[str, Any], tokens: list[tuple[int, str]], request_id: str
-    ) -> AsyncIterator[tuple[int, str]]:
-        """The reply's (owner, token) pairs at the profile's pace: the owner is the tool call a
-        token belongs to (0 for answer text)."""
+    ) -> AsyncIterator[list[tuple[int, str]]]:
+        """The reply's (owner, token) pairs at the profile's pace, in the groups a stream sends:
+        the owner is the tool call a token belongs to (0 for answer text). As vLLM's per-request
+        `stream_interval` N: the first token alone, then N tokens of one owner at a time, the
+        rest at the end; without it, every token alone."""
         profile = self.profile_for(body)
+        interval = max(1, int(body.get("stream_interval") or 1)) if body.get("stream") else 1
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.profile.max_num_seqs)
         async with self._slots:
@@ -255,17 +261,36 @@ class SimulatedBackend:
                 prefill_s, blocks = self._prefill(body)
                 await asyncio.sleep(profile.ttft_s + prefill_s)
                 self._cached_prefixes.update(blocks)
+                group: list[tuple[int, str]] = []
+                sent = 0
                 for index, (owner, token) in enumerate(tokens[: body.get("_max_tokens")]):
                     if index == body.get("_cut_after_tokens", -1):
                         raise ConnectionAbortedError("simulated stream cut")
                     if index:
                         slowdown = 1 + profile.batch_slowdown * (self._active - 1)
                         await asyncio.sleep(slowdown / profile.tokens_per_s)
-                    yield owner, token
-                    # Resumed once the server has written the chunk: its bytes are on the socket.
-                    self.stats.chunks.append(SentChunk(request_id, index, token, time.monotonic()))
+                    if group and group[-1][0] != owner:  # a group is one call's tokens
+                        yield group
+                        sent = self._stamp(group, sent, request_id)
+                        group = []
+                    group.append((owner, token))
+                    if index == 0 or len(group) >= interval:
+                        yield group
+                        sent = self._stamp(group, sent, request_id)
+                        group = []
+                if group:
+                    yield group
+                    self._stamp(group, sent, request_id)
             finally:
                 self._active -= 1
+
+    def _stamp(self, group: list[tuple[int, str]], index: int, request_id: str) -> int:
+        """Record a group's tokens as sent (called once the stream resumes: its chunk has been
+        written, its bytes are on the socket); returns the next token's index."""
+        sent_at = time.monotonic()
+        for offset, (_, token) in enumerate(group):
+            self.stats.chunks.append(SentChunk(request_id, index + offset, token, sent_at))
+        return index + len(group)
 
     async def _stream(
         self,
@@ -292,16 +317,17 @@ class SimulatedBackend:
         try:
             yield chunk({"role": "assistant", "content": ""})
             opened = -1
-            async for owner, token in self._timed_tokens(body, tokens, request_id):
+            async for group in self._timed_tokens(body, tokens, request_id):
+                owner, text = group[0][0], "".join(token for _, token in group)
                 if calls is None:
-                    yield chunk({"content": token})
+                    yield chunk({"content": text})
                     continue
                 while opened < owner:  # a call's id and name come before its arguments
                     opened += 1
                     call = _tool_call(calls[opened])
                     call["function"]["arguments"] = ""
                     yield chunk({"tool_calls": [{"index": opened, **call}]})
-                delta = {"index": owner, "function": {"arguments": token}}
+                delta = {"index": owner, "function": {"arguments": text}}
                 yield chunk({"tool_calls": [delta]})
             yield chunk({}, finish_reason)
             yield "data: [DONE]\n\n"

@@ -3,6 +3,7 @@ does less work per item, and one that keeps up gets every item at once, as it co
 
 import asyncio
 import contextlib
+import time
 from collections import deque
 from collections.abc import AsyncGenerator, Callable
 from typing import TypeVar
@@ -15,6 +16,21 @@ BUSY_LAG_S = 0.010
 # Late this many times in one stream: busy (one slow step, such as a garbage-collection pause, is
 # not).
 LATE_TO_HOLD = 2
+# How long the process counts as busy after a stream last saw it so (`busy_recently`).
+BUSY_MEMORY_S = 1.0
+_busy_seen_at = -float("inf")
+
+
+def busy_recently() -> bool:
+    """Whether a stream read here saw the event loop busy within the last BUSY_MEMORY_S: an item
+    that waited for its consumer, or a hold that woke late. A request made now can ask its server
+    for fewer, larger chunks (expressway/openai_stream.py)."""
+    return time.monotonic() - _busy_seen_at < BUSY_MEMORY_S
+
+
+def _seen_busy() -> None:
+    global _busy_seen_at
+    _busy_seen_at = time.monotonic()
 
 
 async def merge_waiting(
@@ -31,7 +47,8 @@ async def merge_waiting(
     consumer took longer than that to ask for it), each next item of this stream is yielded no
     sooner than `hold_s` after the one before, so more items merge and the consumer's per-item
     work falls while CPU is short. Otherwise nothing is held back: no item arrives later than
-    it would without merging. The first item is never held.
+    it would without merging. The first item is never held. Every stream's late items (and
+    holds that wake late) also tell `busy_recently` that the process is busy.
 
     `source` is read on its own task so that what waits can be seen; closing this iterator (or
     cancelling its consumer) cancels that task, which closes `source`. An error from `source`
@@ -63,17 +80,23 @@ async def merge_waiting(
             asked_at = loop.time()
             if holding and not done and (pause := (yielded_at or 0) + hold_s - asked_at) > 0:
                 await asyncio.sleep(pause)
+                if loop.time() - asked_at - pause > BUSY_LAG_S:  # woke late: still busy
+                    _seen_busy()
             while not waiting and not done:
                 arrived.clear()
                 await arrived.wait()
             if not waiting:
                 break
             arrived_at, item = waiting.popleft()
-            if hold_s > 0 and not holding and yielded_at is not None:
-                # Late: the item waited for its consumer, or the consumer was slow to ask.
-                late = max(loop.time() - arrived_at, asked_at - yielded_at) > BUSY_LAG_S
-                late_items += late
-                holding = late_items >= LATE_TO_HOLD
+            # Late: the item waited for its consumer, or the consumer was slow to ask.
+            if (
+                not holding
+                and yielded_at is not None
+                and max(loop.time() - arrived_at, asked_at - yielded_at) > BUSY_LAG_S
+            ):
+                _seen_busy()
+                late_items += 1
+                holding = hold_s > 0 and late_items >= LATE_TO_HOLD
             while waiting and (merged := merge(item, waiting[0][1])) is not None:
                 waiting.popleft()
                 item = merged

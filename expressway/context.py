@@ -140,6 +140,16 @@ class Context:
             "an idle process whose client keeps up gets every token at once. 0: neither."
         },
     )
+    busy_stream_interval: int = field(
+        default=8,
+        metadata={
+            "description": "Model requests made while the process is busy (its streams fall "
+            "behind) ask a vLLM backend to send this many tokens per chunk (vLLM's per-request "
+            "`stream_interval`; the first token still comes at once), so a loaded server reads "
+            "and converts fewer chunks per run. Sent only to servers whose model list says "
+            "vLLM. 1: every token as it is decoded."
+        },
+    )
     embedded_port: int = field(
         default=8000, metadata={"description": "Port of the embedded local vLLM server."}
     )
@@ -193,6 +203,7 @@ class Context:
             "max_plan_tasks",
             "max_question_chars",
             "mcp_startup_timeout_s",
+            "busy_stream_interval",
         ):
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"EXPRESSWAY_{name.upper()} must be greater than 0")

@@ -45,6 +45,7 @@ class _LoopModels:
 
     def __init__(self) -> None:
         self.models: dict[tuple[str, str, float, str], StreamingChatOpenAI] = {}
+        self.questions: set[asyncio.Task[None]] = set()  # kept: the loop holds tasks weakly
         self.closer = self._close_at_shutdown()
         # Run it to its `yield` now: the loop tracks a generator from its first step.
         with suppress(StopIteration):
@@ -60,6 +61,27 @@ class _LoopModels:
                 del _LOOP_MODELS[loop]
             for model in self.models.values():
                 await model.http_async_client.aclose()
+
+    def ask_server(self, model: StreamingChatOpenAI) -> None:
+        """Learn in the background whether the model's server takes vLLM's `stream_interval`.
+        The question holds the model weakly: a model dropped meanwhile is closed as usual."""
+        client = model.root_async_client.with_options(max_retries=0)
+        task = asyncio.get_running_loop().create_task(_learn_server(client, weakref.ref(model)))
+        self.questions.add(task)
+        task.add_done_callback(self.questions.discard)
+
+
+async def _learn_server(
+    client: openai.AsyncOpenAI, model: "weakref.ref[StreamingChatOpenAI]"
+) -> None:
+    """vLLM's model list names it as each model's owner; a server that says otherwise, or does
+    not answer, is sent no vLLM-only request fields (OpenAI's API rejects unknown ones)."""
+    with suppress(openai.APIError):
+        listed = await client.models.list()
+        if (learner := model()) is not None:
+            learner.takes_stream_interval = any(
+                getattr(served, "owned_by", None) == "vllm" for served in listed.data
+            )
 
 
 def _openai_model(
@@ -82,6 +104,7 @@ def _openai_model(
             _close_when_unused(models.models.pop(next(iter(models.models))), loop)
         client = openai.DefaultAioHttpClient(timeout=timeout_s)
         models.models[key] = _configured_model(*key, client)
+        models.ask_server(models.models[key])
     return models.models[key]
 
 

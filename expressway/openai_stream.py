@@ -35,7 +35,7 @@ from langchain_openai.chat_models.base import _handle_openai_api_error, _handle_
 from openai._constants import RAW_RESPONSE_HEADER
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from expressway.coalesce import merge_waiting
+from expressway.coalesce import busy_recently, merge_waiting
 
 # generation_info key (so response_metadata's) of a chunk that joins this many server chunks: text
 # deltas already waiting when the reader asks for the next are converted as one (one LangChain
@@ -44,12 +44,19 @@ MERGED = "merged_chunks"
 # `bind()` option (seconds): on a busy event loop, read the stream at most once per this window
 # (expressway/coalesce.py), so a loaded server converts and relays fewer, larger chunks.
 BUSY_MERGE_WINDOW = "busy_merge_window_s"
+# `bind()` option (tokens): a request made while the process is busy asks a server that honours
+# vLLM's per-request `stream_interval` to send its tokens this many per chunk (vLLM sends the
+# first token at once). Fewer chunks to read is most of what a loaded server saves per run.
+BUSY_STREAM_INTERVAL = "busy_stream_interval"
 # Keys of `create`'s arguments that configure the request rather than make up its body.
 _REQUEST_OPTIONS = frozenset({"extra_headers", "extra_query", "extra_body", "timeout"})
 
 
 class StreamingChatOpenAI(ChatOpenAI):
     """A `ChatOpenAI` whose chat-completions stream skips the SDK's per-chunk objects."""
+
+    # Whether the server takes vLLM's `stream_interval` (expressway/models.py asks the server).
+    takes_stream_interval: bool = False
 
     async def _astream(
         self,
@@ -59,11 +66,14 @@ class StreamingChatOpenAI(ChatOpenAI):
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         hold_s = float(kwargs.pop(BUSY_MERGE_WINDOW, 0.0))
+        stream_interval = int(kwargs.pop(BUSY_STREAM_INTERVAL, 1))
         payload = self._stream_payload(messages, stop, **kwargs)
         if payload is None:
             async for chunk in super()._astream(messages, stop, run_manager, **kwargs):
                 yield chunk
             return
+        if stream_interval > 1 and self.takes_stream_interval and busy_recently():
+            payload["stream_interval"] = stream_interval
         finish_reason = None
         try:
             raw = await self._post_stream(payload)
@@ -151,12 +161,20 @@ class StreamingChatOpenAI(ChatOpenAI):
         return payload
 
 
-def busy_merge_options(model: BaseChatModel, window_s: float) -> dict[str, float]:
-    """`bind()` options that make `model`'s stream merge chunks over `window_s` while the event
-    loop is busy; none for a model without the lean stream (it would send them to its server)."""
-    if window_s > 0 and isinstance(model, StreamingChatOpenAI):
-        return {BUSY_MERGE_WINDOW: window_s}
-    return {}
+def busy_stream_options(
+    model: BaseChatModel, window_s: float = 0.0, stream_interval: int = 1
+) -> dict[str, float]:
+    """`bind()` options for a busy process: `model`'s stream merges chunks over `window_s`, and a
+    request asks the server for `stream_interval` tokens per chunk; none for a model without the
+    lean stream (it would send them to its server)."""
+    if not isinstance(model, StreamingChatOpenAI):
+        return {}
+    options: dict[str, float] = {}
+    if window_s > 0:
+        options[BUSY_MERGE_WINDOW] = window_s
+    if stream_interval > 1:
+        options[BUSY_STREAM_INTERVAL] = stream_interval
+    return options
 
 
 def _merge_text_deltas(first: dict[str, Any], after: dict[str, Any]) -> dict[str, Any] | None:

@@ -12,7 +12,7 @@ from langgraph.runtime import Runtime
 from expressway.context import Context, TierName
 from expressway.events import emit, now
 from expressway.models import is_connection_error, raise_if_cancelled, tier_model, unreachable
-from expressway.openai_stream import MERGED, busy_merge_options
+from expressway.openai_stream import MERGED, busy_stream_options
 from expressway.state import State, TaskResult
 from expressway.toolbox import Toolbox
 from nodes.prompts import ANSWER_SYSTEM, FAILED_TOOLS_ANSWER, NO_PLAN_ANSWER, RESULTS_HEADER
@@ -106,8 +106,10 @@ async def stream_model_answer(
         model = tier_model(context, tier, toolbox.models)
         model_name = route.model or context.model_name(tier)
         try:
-            window = busy_merge_options(model, context.token_merge_window_ms / 1000)
-            stream = model.bind(max_tokens=route.max_tokens, **window)
+            busy = busy_stream_options(
+                model, context.token_merge_window_ms / 1000, context.busy_stream_interval
+            )
+            stream = model.bind(max_tokens=route.max_tokens, **busy)
             # aclosing: leaving early closes the HTTP stream at once, which ends the generation.
             async with aclosing(stream.astream(messages)) as chunks:
                 async for chunk in chunks:

@@ -1,5 +1,6 @@
 """The graph, the CLI and the LangGraph server on the real embedded vLLM (SmolLM2-135M on CPU)."""
 
+import asyncio
 import functools
 import json
 import os
@@ -13,7 +14,8 @@ from app.embedded import served_model_names
 from bench.harness import langgraph_dev
 from expressway.context import Context
 from expressway.events import iter_events
-from expressway.models import serving_models
+from expressway.models import _LOOP_MODELS, serving_models, tier_model
+from expressway.openai_stream import busy_stream_options
 from graphs.agent import build_graph, graph
 from tools import DEFAULT_TOOLS
 
@@ -30,6 +32,27 @@ async def _run(compiled, question: str, **context) -> list[dict]:
 def test_server_serves_both_tiers(embedded_port: int) -> None:
     names = serving_models(f"http://127.0.0.1:{embedded_port}/v1")
     assert names is not None and set(served_model_names()) <= set(names)
+
+
+async def test_a_busy_process_gets_fewer_larger_chunks_from_the_real_vllm(
+    embedded_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tier learns from vLLM's model list that it takes `stream_interval`; a request made
+    while the process is busy gets 4 tokens per chunk, one made at rest each token alone."""
+    model = tier_model(Context(), "fast")
+    await asyncio.gather(*_LOOP_MODELS[asyncio.get_running_loop()].questions)
+    assert model.takes_stream_interval
+
+    async def chunks(busy: bool) -> list[str]:
+        monkeypatch.setattr("expressway.openai_stream.busy_recently", lambda: busy)
+        options = busy_stream_options(model, 0.0, 4)
+        # ignore_eos (a vLLM field): exactly max_tokens tokens, however the model would stop.
+        bound = model.bind(max_tokens=32, extra_body={"ignore_eos": True}, **options)
+        return [chunk.text async for chunk in bound.astream("Count to forty.") if chunk.text]
+
+    each, grouped = await chunks(busy=False), await chunks(busy=True)
+    assert len(each) >= 24
+    assert 2 <= len(grouped) <= 12
 
 
 async def test_graph_answers_a_tool_question_streamed(embedded_port: int) -> None:

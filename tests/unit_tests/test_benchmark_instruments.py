@@ -1,6 +1,7 @@
 """The simulated backend keeps its timing promises, and the naive baseline is a correct agent."""
 
 import asyncio
+import json
 import time
 from itertools import pairwise
 
@@ -9,6 +10,7 @@ from langchain_openai import ChatOpenAI
 
 from bench.naive_agent import run_naive_agent
 from bench.simulator import (
+    TOKEN,
     FixedResponder,
     LatencyProfile,
     RunningSimulator,
@@ -40,6 +42,56 @@ def test_simulator_honours_ttft_and_inter_token_latency() -> None:
     sent = [chunk.sent_at for chunk in backend.stats.chunks]
     assert min(later - earlier for earlier, later in pairwise(sent)) >= 0.9 / 50
     assert len(arrivals) > 10
+
+
+def test_simulator_groups_tokens_per_request_as_vllms_stream_interval() -> None:
+    """vLLM's per-request `stream_interval` N: the first token at once, then N per chunk, the
+    rest at the end; text and tool-call arguments arrive whole either way."""
+    backend = SimulatedBackend(FixedResponder(answer_tokens=10), LatencyProfile(ttft_s=0.0))
+
+    def contents(**extra: object) -> list[str]:
+        body = {"model": "fast", "stream": True, "messages": [{"role": "user", "content": "x"}]}
+        with httpx.stream(
+            "POST", f"{simulator.base_url}/chat/completions", json={**body, **extra}, timeout=30
+        ) as response:
+            events = [line[6:] for line in response.iter_lines() if line.startswith("data: {")]
+        deltas = [json.loads(event)["choices"][0]["delta"] for event in events]
+        return [delta["content"] for delta in deltas if delta.get("content")]
+
+    with RunningSimulator(backend) as simulator:
+        each = contents()
+        grouped = contents(stream_interval=4)
+        models = httpx.get(f"{simulator.base_url}/models", timeout=30).json()["data"]
+    tokens = TOKEN.findall(FixedResponder(answer_tokens=10)({}))
+    assert each == tokens
+    assert "".join(grouped) == "".join(tokens)
+    sizes = [len(TOKEN.findall(chunk)) for chunk in grouped]
+    assert sizes[0] == 1 and set(sizes[1:-1]) == {4} and 1 <= sizes[-1] <= 4
+    # It lists its models as vLLM does, so a client sends it vLLM's request fields.
+    assert {model["owned_by"] for model in models} == {"vllm"}
+
+
+def test_simulator_groups_never_join_two_tool_calls_arguments() -> None:
+    calls = [ToolCallReply("clock", {"tz": "Asia/Tokyo"}), ToolCallReply("clock", {"tz": "UTC"})]
+    with RunningSimulator(SimulatedBackend(lambda _: calls, LatencyProfile(ttft_s=0.0))) as sim:
+        body = {"model": "fast", "stream": True, "messages": [{"role": "user", "content": "x"}]}
+        with httpx.stream(
+            "POST",
+            f"{sim.base_url}/chat/completions",
+            json={**body, "stream_interval": 3},
+            timeout=30,
+        ) as response:
+            events = [line[6:] for line in response.iter_lines() if line.startswith("data: {")]
+    arguments: dict[int, str] = {}
+    for event in events:
+        for call in json.loads(event)["choices"][0]["delta"].get("tool_calls", []):
+            piece = call["function"]["arguments"]
+            arguments[call["index"]] = arguments.get(call["index"], "") + piece
+            assert len(TOKEN.findall(piece)) <= 3
+    assert [json.loads(text) for _, text in sorted(arguments.items())] == [
+        {"tz": "Asia/Tokyo"},
+        {"tz": "UTC"},
+    ]
 
 
 def test_simulator_prefix_cache_reuses_the_blocks_a_longer_prompt_shares() -> None:

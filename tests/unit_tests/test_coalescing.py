@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from expressway.coalesce import merge_waiting
+from expressway import coalesce
+from expressway.coalesce import busy_recently, merge_waiting
 from expressway.events import coalesce_tokens
 
 
@@ -164,3 +165,17 @@ async def test_without_a_hold_a_busy_consumer_is_never_made_to_wait() -> None:
         received.append(event)
         time.sleep(0.015)  # noqa: ASYNC251 -- blocking on purpose: a busy loop
     assert len(received) > 8
+
+
+async def test_streams_tell_whether_the_process_is_busy_and_it_wears_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(coalesce, "_busy_seen_at", -float("inf"))
+    monkeypatch.setattr(coalesce, "BUSY_MEMORY_S", 0.2)
+    assert len([event async for event in merge_waiting(_ticks(20, 0.005), _join)]) == 20
+    assert not busy_recently()  # a consumer that keeps up: idle
+    async for _ in merge_waiting(_ticks(20, 0.005), _join):
+        time.sleep(0.015)  # noqa: ASYNC251 -- blocking on purpose: a busy loop
+    assert busy_recently()
+    await asyncio.sleep(0.25)
+    assert not busy_recently()

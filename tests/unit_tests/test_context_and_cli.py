@@ -30,6 +30,7 @@ def test_context_reads_the_environment(monkeypatch) -> None:
         ("EXPRESSWAY_IN_FLIGHT_SIDE_EFFECTS", "maybe", "use one of report, retry"),
         ("EXPRESSWAY_FAST_BASE_URL", "gpu:8000", "must start with http"),
         ("EXPRESSWAY_MAX_CONCURRENCY", "0", "greater than 0"),
+        ("EXPRESSWAY_BUSY_STREAM_INTERVAL", "0", "EXPRESSWAY_BUSY_STREAM_INTERVAL must be greater"),
     ],
 )
 @pytest.mark.reliability("configuration")

@@ -5,6 +5,7 @@ import gc
 import json
 import time
 import warnings
+import weakref
 from typing import Any
 
 import httpx
@@ -15,7 +16,7 @@ from langchain_core.messages import AIMessageChunk
 from langchain_openai import ChatOpenAI
 from pydantic import BaseModel
 
-from expressway.openai_stream import StreamingChatOpenAI, busy_merge_options
+from expressway.openai_stream import StreamingChatOpenAI, busy_stream_options
 
 HEAD = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "fast"}
 
@@ -172,7 +173,7 @@ def _paced_model(count: int, every_s: float) -> StreamingChatOpenAI:
 @pytest.mark.parametrize("window_s", [0.0, 0.05])
 async def test_a_busy_loop_reads_the_answer_stream_once_per_window(window_s: float) -> None:
     model = _paced_model(40, 0.005)
-    options = busy_merge_options(model, window_s)
+    options = busy_stream_options(model, window_s)
     chunks = []
     async for chunk in model.astream("hi", **options):
         chunks.append(chunk)
@@ -185,12 +186,60 @@ async def test_a_busy_loop_reads_the_answer_stream_once_per_window(window_s: flo
     assert (len(texts) <= 8) == (window_s > 0)
 
 
-def test_only_the_lean_stream_takes_the_busy_window() -> None:
+def test_only_the_lean_stream_takes_the_busy_options() -> None:
     lean = StreamingChatOpenAI(base_url="http://backend/v1", api_key="none", model="fast")
     stock = ChatOpenAI(base_url="http://backend/v1", api_key="none", model="fast")
-    assert busy_merge_options(lean, 0.1) == {"busy_merge_window_s": 0.1}
-    assert busy_merge_options(lean, 0.0) == {}
-    assert busy_merge_options(stock, 0.1) == {}  # it would send the option to its server
+    assert busy_stream_options(lean, 0.1, 8) == {
+        "busy_merge_window_s": 0.1,
+        "busy_stream_interval": 8,
+    }
+    assert busy_stream_options(lean, 0.0, 1) == {}
+    assert busy_stream_options(stock, 0.1, 8) == {}  # it would send the options to its server
+
+
+@pytest.mark.parametrize(
+    ("busy", "vllm", "interval", "sent"),
+    [
+        (True, True, 8, 8),
+        (False, True, 8, None),  # idle: every token at once
+        (True, False, 8, None),  # a server not known to take it (OpenAI's API rejects it)
+        (True, True, 1, None),
+    ],
+)
+async def test_a_busy_process_asks_a_vllm_server_for_fewer_larger_chunks(
+    monkeypatch: pytest.MonkeyPatch, busy: bool, vllm: bool, interval: int, sent: int | None
+) -> None:
+    monkeypatch.setattr("expressway.openai_stream.busy_recently", lambda: busy)
+    seen: list[dict] = []
+    model = model_of(StreamingChatOpenAI, TEXT, seen)
+    model.takes_stream_interval = vllm
+    chunks = await streamed(model, **busy_stream_options(model, 0.1, interval))
+    assert "".join(chunk.text for chunk in chunks) == "Hello, world"
+    assert seen[0].get("stream_interval") == sent
+    assert "busy_stream_interval" not in seen[0] and "busy_merge_window_s" not in seen[0]
+
+
+@pytest.mark.parametrize(("owner", "takes"), [("vllm", True), ("openai", False), (None, False)])
+async def test_a_tier_learns_from_its_servers_model_list_whether_it_is_vllm(
+    owner: str | None, takes: bool
+) -> None:
+    from expressway.models import _learn_server
+
+    def reply(request: httpx.Request) -> httpx.Response:
+        if owner is None:  # a server that does not list models
+            return httpx.Response(404, json={"error": {"message": "not found"}})
+        listed = [{"id": "fast", "object": "model", "created": 0, "owned_by": owner}]
+        return httpx.Response(200, json={"object": "list", "data": listed})
+
+    model = StreamingChatOpenAI(
+        base_url="http://backend/v1",
+        api_key="none",
+        model="fast",
+        max_retries=0,
+        http_async_client=httpx.AsyncClient(transport=httpx.MockTransport(reply)),
+    )
+    await _learn_server(model.root_async_client, weakref.ref(model))
+    assert model.takes_stream_interval is takes
 
 
 async def test_a_backend_that_ignores_max_tokens_is_cut_at_the_limit() -> None:
