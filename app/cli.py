@@ -245,6 +245,7 @@ BENCHMARKS = (
     "load",
     "durability",
     "mcp_calls",
+    "tool_choice",
 )
 
 
