@@ -11,6 +11,7 @@ BUILT_IN_TIERS = ("fast", "frontier")
 InFlightSideEffects = Literal["report", "retry"]
 TierName = str  # a built-in tier, or one added in the routing table's `tiers:` section
 ENV_PREFIX = "EXPRESSWAY_"
+ENCODER_DEPTH = 6  # layers of the sentence encoder, all-MiniLM-L6-v2 (expressway/encoder.py)
 
 
 class ConfigurationError(ValueError):
@@ -140,6 +141,15 @@ class Context:
             "an idle process whose client keeps up gets every token at once. 0: neither."
         },
     )
+    tool_ranking_layers: int = field(
+        default=6,
+        metadata={
+            "description": "Encoder layers (1-6) the planner ranks tools with, to name the tools "
+            "that fit a question and pick its examples: 6 found the needed tools best on tool "
+            "sets nobody wrote it for (`expressway bench tool_choice`); fewer cost less CPU "
+            "per question (3: about half)."
+        },
+    )
     busy_stream_interval: int = field(
         default=8,
         metadata={
@@ -207,6 +217,11 @@ class Context:
         ):
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"EXPRESSWAY_{name.upper()} must be greater than 0")
+        if not 1 <= self.tool_ranking_layers <= ENCODER_DEPTH:
+            raise ConfigurationError(
+                f"EXPRESSWAY_TOOL_RANKING_LAYERS={self.tool_ranking_layers}: use 1 to "
+                f"{ENCODER_DEPTH} (the sentence encoder has {ENCODER_DEPTH} layers)"
+            )
         if self.token_merge_window_ms < 0:
             raise ConfigurationError(
                 "EXPRESSWAY_TOKEN_MERGE_WINDOW_MS must be 0 (never merge) or more"

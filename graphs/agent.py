@@ -72,7 +72,7 @@ def build_graph(
     # The planner's tool catalogue (the tools' embeddings) is built now too.
     load_routing_table()
     load_task_model()
-    tool_catalog(toolbox.tools)
+    tool_catalog(toolbox.tools, Context().tool_ranking_layers)
     builder = StateGraph(State, input_schema=InputState, context_schema=Context)
 
     builder.add_node("route_request", route_request)

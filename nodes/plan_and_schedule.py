@@ -86,7 +86,9 @@ async def plan_and_schedule(
         if match is not None and from_cache:
             steps = replay_plan(match.calls, tools, context.max_plan_tasks)
         else:
-            messages = planner_messages(question, tools, state.results, state.plan_errors)
+            messages = planner_messages(
+                question, tools, state.results, state.plan_errors, context.tool_ranking_layers
+            )
             steps = stream_plan(
                 tier_model(context, route.tier, toolbox.models),
                 messages,

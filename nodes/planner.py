@@ -22,7 +22,7 @@ from expressway.models import raise_if_cancelled
 from expressway.state import REFERENCE, PlannedTask, TaskResult, call_key
 from expressway.toolbox import tool_parameters
 from nodes.prompts import FITTING_TOOLS_NOTE, PLANNER_SYSTEM, REPLAN_NOTE
-from nodes.tool_choice import tool_catalog
+from nodes.tool_choice import ENCODER_LAYERS, tool_catalog
 
 MAX_REPEATS = 2  # consecutive repeated tasks after which the rest of a plan is not read
 # A task is ~20-40 tokens; the budget bounds a plan whose strings run on (a small model's do),
@@ -107,13 +107,15 @@ def planner_messages(
     tools: Sequence[BaseTool],
     previous: Sequence[TaskResult] = (),
     problems: Sequence[str] = (),
+    ranking_layers: int = ENCODER_LAYERS,
 ) -> list[BaseMessage]:
     """Static system prompt (the server's prefix cache reuses it), examples for the question
-    (nodes/tool_choice.py), then the question with the tools that fit it best named under it."""
+    (nodes/tool_choice.py, ranking tools with `ranking_layers` encoder layers), then the question
+    with the tools that fit it best named under it."""
     messages: list[BaseMessage] = [
         SystemMessage(PLANNER_SYSTEM.format(tool_descriptions=describe_tools(tools)))
     ]
-    catalog = tool_catalog(tools)
+    catalog = tool_catalog(tools, ranking_layers)
     fitting = catalog.fitting(question)
     for example_question, steps in catalog.examples(question, fitting):
         messages += [HumanMessage(example_question), AIMessage(encode_plan(steps))]

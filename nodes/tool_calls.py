@@ -36,7 +36,9 @@ async def propose_tool_calls(
     tools = await toolbox.run_tools(context)  # first: an MCP server's start is not planning
     started = now()
     model = tier_model(context, route.tier, toolbox.models)
-    messages = planner_messages(last_question(state), tools)
+    messages = planner_messages(
+        last_question(state), tools, ranking_layers=context.tool_ranking_layers
+    )
     errors: list[str] = []
     try:
         plan = stream_plan(

@@ -31,6 +31,7 @@ def test_context_reads_the_environment(monkeypatch) -> None:
         ("EXPRESSWAY_FAST_BASE_URL", "gpu:8000", "must start with http"),
         ("EXPRESSWAY_MAX_CONCURRENCY", "0", "greater than 0"),
         ("EXPRESSWAY_BUSY_STREAM_INTERVAL", "0", "EXPRESSWAY_BUSY_STREAM_INTERVAL must be greater"),
+        ("EXPRESSWAY_TOOL_RANKING_LAYERS", "7", "use 1 to 6"),
     ],
 )
 @pytest.mark.reliability("configuration")

@@ -130,3 +130,11 @@ def test_the_shipped_ranking_finds_the_tools_of_sets_written_by_someone_else() -
     assert figures["questions"] == 60
     assert figures["top1"] >= 0.6
     assert figures["needed_in_fitting"] >= 0.75
+
+
+def test_the_ranking_depth_is_a_setting() -> None:
+    from nodes.tool_choice import _CATALOGS
+
+    planner_messages("Weather in Lisbon?", TOOLS, ranking_layers=2)
+    assert {layers for _, layers in _CATALOGS} >= {2}
+    assert tool_catalog(TOOLS, 2).layers == 2
