@@ -142,7 +142,7 @@ class Context:
         },
     )
     tool_ranking_layers: int = field(
-        default=6,
+        default=ENCODER_DEPTH,
         metadata={
             "description": "Encoder layers (1-6) the planner ranks tools with, to name the tools "
             "that fit a question and pick its examples: 6 found the needed tools best on tool "

@@ -19,6 +19,7 @@ import numpy as np
 from langchain_core.tools import BaseTool
 from rank_bm25 import BM25Okapi
 
+from expressway.context import ENCODER_DEPTH
 from expressway.encoder import MAX_TOKENS, load_encoder
 from expressway.toolbox import tool_examples, tool_parameters
 from nodes.prompts import PLAN_EXAMPLES
@@ -43,7 +44,7 @@ FIT_MARGIN = 0.15
 # was the one needed for 67% of the questions with 6 layers and 33% with 3, and the fitting tools
 # named every needed one for 82% vs 62%. A question's later parts name tools too. The router's
 # encoder stage is another setting (3 layers, 24 tokens), so it never shares these embeddings.
-ENCODER_LAYERS, ENCODER_TOKENS = 6, MAX_TOKENS
+ENCODER_LAYERS, ENCODER_TOKENS = ENCODER_DEPTH, MAX_TOKENS
 
 
 def encode(text: str, layers: int = ENCODER_LAYERS) -> np.ndarray:

@@ -138,3 +138,10 @@ def test_the_ranking_depth_is_a_setting() -> None:
     planner_messages("Weather in Lisbon?", TOOLS, ranking_layers=2)
     assert {layers for _, layers in _CATALOGS} >= {2}
     assert tool_catalog(TOOLS, 2).layers == 2
+
+
+def test_the_settings_encoder_depth_is_the_encoders() -> None:
+    from expressway.context import ENCODER_DEPTH
+    from expressway.encoder import read_package
+
+    assert read_package()[1]["num_hidden_layers"] == ENCODER_DEPTH
