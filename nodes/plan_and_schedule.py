@@ -24,6 +24,7 @@ from nodes.durable_tasks import CallJournal
 from nodes.plan_cache import TRUSTED_AFTER, Match, PlanCache
 from nodes.planner import announce_plan, planner_messages, replay_plan, stream_plan
 from nodes.task_runner import TaskRunner
+from nodes.tool_choice import embed_question
 
 logger = logging.getLogger(__name__)
 WARM_UP_GRACE_S = 0.05  # tools still running this long after the plan: warm the answer's prompt
@@ -86,6 +87,7 @@ async def plan_and_schedule(
         if match is not None and from_cache:
             steps = replay_plan(match.calls, tools, context.max_plan_tasks)
         else:
+            await embed_question(question, context.tool_ranking_layers)
             messages = planner_messages(
                 question, tools, state.results, state.plan_errors, context.tool_ranking_layers
             )

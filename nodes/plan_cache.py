@@ -67,10 +67,13 @@ def _slots(question: str, steps: Steps) -> list[str]:
         for start in range(len(words) - size + 1):
             indices = set(range(start, start + size))
             text = question[words[start].start() : words[start + size - 1].end()]
+            lowered = text.lower()
+            # Cheapest test first: most spans are copied by no argument at all.
             if (
-                indices & taken
+                lowered not in values
+                or indices & taken
                 or not _entity_like(text, at_start=start == 0)
-                or not re.search(rf"(?<!\w){re.escape(text.lower())}(?!\w)", values)
+                or not re.search(rf"(?<!\w){re.escape(lowered)}(?!\w)", values)
             ):
                 continue
             taken |= indices

@@ -15,6 +15,7 @@ from expressway.toolbox import Toolbox
 from nodes.durable_tasks import CallJournal, SaveResult
 from nodes.planner import announce_plan, planner_messages, stream_plan
 from nodes.task_runner import call_tool, execute_call
+from nodes.tool_choice import embed_question
 
 
 @dataclass
@@ -36,9 +37,9 @@ async def propose_tool_calls(
     tools = await toolbox.run_tools(context)  # first: an MCP server's start is not planning
     started = now()
     model = tier_model(context, route.tier, toolbox.models)
-    messages = planner_messages(
-        last_question(state), tools, ranking_layers=context.tool_ranking_layers
-    )
+    question = last_question(state)
+    await embed_question(question, context.tool_ranking_layers)
+    messages = planner_messages(question, tools, ranking_layers=context.tool_ranking_layers)
     errors: list[str] = []
     try:
         plan = stream_plan(

@@ -52,6 +52,12 @@ def encode(text: str, layers: int = ENCODER_LAYERS) -> np.ndarray:
     return load_encoder(layers, ENCODER_TOKENS).embed(text)
 
 
+async def embed_question(question: str, layers: int = ENCODER_LAYERS) -> None:
+    """Embed a question for the tool ranking ahead of `planner_messages`, in one encoder pass with
+    the questions other runs ask for meanwhile (the encoder keeps it for the ranking to find)."""
+    await load_encoder(layers, ENCODER_TOKENS).aembed(question)
+
+
 def tool_text(tool: BaseTool, parameters: dict[str, Any]) -> str:
     """What the encoder compares a question with: the name, description and argument names."""
     names = " ".join(parameters.get("properties", {})).replace("_", " ")

@@ -1,9 +1,11 @@
 """The routing classifier: its API, its quality on held-out requests, its encoder, its errors, its
 calibration report, its CLI."""
 
+import asyncio
 import json
 from importlib.metadata import PackageNotFoundError
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -147,11 +149,11 @@ def test_training_produces_a_model_of_the_right_shape() -> None:
 
 def test_the_cascade_skips_the_encoder_only_where_the_ngrams_are_sure(monkeypatch) -> None:
     passes: list[str] = []
-    run_encoder = encoder_module.SentenceEncoder._embed_one
+    run_encoder = encoder_module.SentenceEncoder._embed_texts
     monkeypatch.setattr(
         encoder_module.SentenceEncoder,
-        "_embed_one",
-        lambda self, text: passes.append(text) or run_encoder(self, text),
+        "_embed_texts",
+        lambda self, texts: passes.extend(texts) or run_encoder(self, texts),
     )
     model = load_task_model()
     for text in ("thanks so much!", "Summarize this paragraph in two sentences: it rained."):
@@ -267,3 +269,58 @@ def test_route_cli_reads_json_lines(tmp_path, capsys) -> None:
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [line["task"] for line in lines] == ["lookup", "code"]
     assert {"task", "tier", "confidence", "latency_ms"} <= set(lines[0])
+
+
+def test_texts_embedded_in_one_pass_get_the_embeddings_they_get_alone() -> None:
+    encoder = encoder_module.load_encoder(3)
+    texts = ["Summarize this in two sentences.", "What time is it in Lima and in Oslo right now?"]
+    encoder.forget()
+    together = encoder.embed_many(texts)
+    encoder.forget()
+    alone = [encoder.embed(text) for text in texts]
+    for one, other in zip(together, alone, strict=True):
+        np.testing.assert_allclose(one, other, atol=1e-6)
+
+
+def test_concurrent_requests_share_a_pass_and_a_cancelled_one_spoils_none(monkeypatch) -> None:
+    encoder = encoder_module.load_encoder(3)
+    passes: list[list[str]] = []
+    run_encoder = encoder_module.SentenceEncoder._embed_texts
+    monkeypatch.setattr(
+        encoder_module.SentenceEncoder,
+        "_embed_texts",
+        lambda self, texts: passes.append(list(texts)) or run_encoder(self, texts),
+    )
+    texts = [f"How many orders did customer {n} place in March?" for n in range(11)]
+
+    async def ask() -> list[np.ndarray]:
+        runs = [asyncio.create_task(encoder.aembed(text)) for text in [*texts, texts[0]]]
+        await asyncio.sleep(0)  # every run is waiting for the pass
+        runs[0].cancel()  # its text is also asked for by the last run
+        done = await asyncio.gather(*runs, return_exceptions=True)
+        assert isinstance(done[0], asyncio.CancelledError)
+        return done[1:]
+
+    encoder.forget()
+    embedded = asyncio.run(ask())
+    # Eleven distinct texts: a pass of BATCH_TEXTS, then the rest; the repeated text embedded once.
+    assert passes == [texts[: encoder_module.BATCH_TEXTS], texts[encoder_module.BATCH_TEXTS :]]
+    expected = [encoder.embed(text) for text in [*texts[1:], texts[0]]]
+    for one, other in zip(embedded, expected, strict=True):
+        np.testing.assert_allclose(one, other, atol=1e-6)
+
+
+def test_a_failed_pass_reaches_every_request_waiting_for_it(monkeypatch) -> None:
+    encoder = encoder_module.load_encoder(3)
+
+    def fail(self, texts):
+        raise MemoryError("no room for the pass")
+
+    monkeypatch.setattr(encoder_module.SentenceEncoder, "_embed_texts", fail)
+
+    async def ask() -> list[Any]:
+        questions = ("Which tool fits?", "And which fits this?")
+        return await asyncio.gather(*(encoder.aembed(q) for q in questions), return_exceptions=True)
+
+    encoder.forget()
+    assert [type(error) for error in asyncio.run(ask())] == [MemoryError, MemoryError]

@@ -57,13 +57,13 @@ def test_an_encoder_setting_is_one_encoder_however_it_is_asked_for(monkeypatch, 
     without_cascade = {k: v for k, v in weights.items() if not k.startswith("ngram_")}
     np.savez_compressed(tmp_path / "model.npz", **without_cascade)
     catalog, passes = tool_catalog(TOOLS), []
-    run_encoder = encoder_module.SentenceEncoder._embed_one
+    run_encoder = encoder_module.SentenceEncoder._embed_texts
 
-    def counted(self, text: str):
-        passes.append(text)
-        return run_encoder(self, text)
+    def counted(self, texts: list[str]):
+        passes.extend(texts)
+        return run_encoder(self, texts)
 
-    monkeypatch.setattr(encoder_module.SentenceEncoder, "_embed_one", counted)
+    monkeypatch.setattr(encoder_module.SentenceEncoder, "_embed_texts", counted)
     classify(question, model_path=tmp_path / "model.npz")
     catalog.rank(question)
     assert passes == [question]
