@@ -130,8 +130,10 @@ class SentenceEncoder:
         if cached is not None:
             return cached
         loop = asyncio.get_running_loop()
-        if self._waiting and self._waiting_loop is not loop:  # another loop's batch: not ours
-            return self.embed(text)
+        if self._waiting and self._waiting_loop is not loop:
+            if self._waiting_loop is None or not self._waiting_loop.is_closed():
+                return self.embed(text)  # another running loop's batch: not ours to join
+            self._waiting.clear()  # a closed loop's batch never runs
         if not self._waiting:
             self._waiting_loop = loop
             loop.call_soon(self._embed_waiting)

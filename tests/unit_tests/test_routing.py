@@ -324,3 +324,25 @@ def test_a_failed_pass_reaches_every_request_waiting_for_it(monkeypatch) -> None
 
     encoder.forget()
     assert [type(error) for error in asyncio.run(ask())] == [MemoryError, MemoryError]
+
+
+def test_a_batch_left_by_a_closed_event_loop_does_not_stop_batching(monkeypatch) -> None:
+    encoder = encoder_module.load_encoder(3)
+    passes: list[list[str]] = []
+    run_encoder = encoder_module.SentenceEncoder._embed_texts
+    monkeypatch.setattr(
+        encoder_module.SentenceEncoder,
+        "_embed_texts",
+        lambda self, texts: passes.append(list(texts)) or run_encoder(self, texts),
+    )
+    closed = asyncio.new_event_loop()
+    monkeypatch.setattr(encoder, "_waiting", {"never embedded": closed.create_future()})
+    monkeypatch.setattr(encoder, "_waiting_loop", closed)
+    closed.close()  # before its pass ran, as when a process's loop stops mid-run
+
+    async def ask() -> None:
+        await asyncio.gather(encoder.aembed("first question"), encoder.aembed("second question"))
+
+    encoder.forget()
+    asyncio.run(ask())
+    assert passes == [["first question", "second question"]]

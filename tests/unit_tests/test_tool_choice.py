@@ -130,6 +130,7 @@ def test_the_shipped_ranking_finds_the_tools_of_sets_written_by_someone_else() -
     assert figures["questions"] == 60
     assert figures["top1"] >= 0.6
     assert figures["needed_in_fitting"] >= 0.75
+    assert figures["encoder_ms_per_question_in_passes"] > 0
 
 
 def test_the_ranking_depth_is_a_setting() -> None:
