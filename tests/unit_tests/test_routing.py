@@ -147,14 +147,20 @@ def test_training_produces_a_model_of_the_right_shape() -> None:
     assert 0.5 <= float(weights["ngram_confident"]) < 1
 
 
-def test_the_cascade_skips_the_encoder_only_where_the_ngrams_are_sure(monkeypatch) -> None:
-    passes: list[str] = []
+def encoder_passes(monkeypatch) -> list[list[str]]:
+    """The texts of each encoder pass from now on (the passes still run)."""
+    passes: list[list[str]] = []
     run_encoder = encoder_module.SentenceEncoder._embed_texts
     monkeypatch.setattr(
         encoder_module.SentenceEncoder,
         "_embed_texts",
-        lambda self, texts: passes.extend(texts) or run_encoder(self, texts),
+        lambda self, texts: passes.append(list(texts)) or run_encoder(self, texts),
     )
+    return passes
+
+
+def test_the_cascade_skips_the_encoder_only_where_the_ngrams_are_sure(monkeypatch) -> None:
+    passes = encoder_passes(monkeypatch)
     model = load_task_model()
     for text in ("thanks so much!", "Summarize this paragraph in two sentences: it rained."):
         passes.clear()
@@ -166,7 +172,7 @@ def test_the_cascade_skips_the_encoder_only_where_the_ngrams_are_sure(monkeypatc
     passes.clear()
     model.encoder.forget()  # it remembers recent texts: make it embed this one
     classify(unsure)
-    assert passes == [instruction(unsure)]
+    assert passes == [[instruction(unsure)]]
 
 
 def test_the_cascade_threshold_is_the_lowest_that_keeps_the_accuracy() -> None:
@@ -284,13 +290,7 @@ def test_texts_embedded_in_one_pass_get_the_embeddings_they_get_alone() -> None:
 
 def test_concurrent_requests_share_a_pass_and_a_cancelled_one_spoils_none(monkeypatch) -> None:
     encoder = encoder_module.load_encoder(3)
-    passes: list[list[str]] = []
-    run_encoder = encoder_module.SentenceEncoder._embed_texts
-    monkeypatch.setattr(
-        encoder_module.SentenceEncoder,
-        "_embed_texts",
-        lambda self, texts: passes.append(list(texts)) or run_encoder(self, texts),
-    )
+    passes = encoder_passes(monkeypatch)
     texts = [f"How many orders did customer {n} place in March?" for n in range(11)]
 
     async def ask() -> list[np.ndarray]:
@@ -328,13 +328,7 @@ def test_a_failed_pass_reaches_every_request_waiting_for_it(monkeypatch) -> None
 
 def test_a_batch_left_by_a_closed_event_loop_does_not_stop_batching(monkeypatch) -> None:
     encoder = encoder_module.load_encoder(3)
-    passes: list[list[str]] = []
-    run_encoder = encoder_module.SentenceEncoder._embed_texts
-    monkeypatch.setattr(
-        encoder_module.SentenceEncoder,
-        "_embed_texts",
-        lambda self, texts: passes.append(list(texts)) or run_encoder(self, texts),
-    )
+    passes = encoder_passes(monkeypatch)
     closed = asyncio.new_event_loop()
     monkeypatch.setattr(encoder, "_waiting", {"never embedded": closed.create_future()})
     monkeypatch.setattr(encoder, "_waiting_loop", closed)
