@@ -16,16 +16,22 @@ BUSY_LAG_S = 0.010
 # Late this many times in one stream: busy (one slow step, such as a garbage-collection pause, is
 # not).
 LATE_TO_HOLD = 2
-# How long the process counts as busy after a stream last saw it so (`busy_recently`).
+# How long the process counts as busy after a stream last saw it so (`process_busy`).
 BUSY_MEMORY_S = 1.0
+# This many streams read at once make the process busy by themselves: their chunks alone keep the
+# event loop at work (32 streams at 60 tokens/s are ~2,000 chunks a second) before any of them
+# is late, and a request made then should already ask for fewer, larger chunks.
+BUSY_STREAMS = 32
 _busy_seen_at = -float("inf")
+_streams_open = 0
 
 
-def busy_recently() -> bool:
-    """Whether a stream read here saw the event loop busy within the last BUSY_MEMORY_S: an item
-    that waited for its consumer, or a hold that woke late. A request made now can ask its server
-    for fewer, larger chunks (expressway/openai_stream.py)."""
-    return time.monotonic() - _busy_seen_at < BUSY_MEMORY_S
+def process_busy() -> bool:
+    """Whether the process is busy: BUSY_STREAMS streams or more are being read here, or a stream
+    read here saw the event loop busy within the last BUSY_MEMORY_S (an item that waited for its
+    consumer, or a hold that woke late). A request made now can ask its server for fewer, larger
+    chunks (expressway/openai_stream.py)."""
+    return _streams_open >= BUSY_STREAMS or time.monotonic() - _busy_seen_at < BUSY_MEMORY_S
 
 
 def _seen_busy() -> None:
@@ -48,7 +54,8 @@ async def merge_waiting(
     sooner than `hold_s` after the one before, so more items merge and the consumer's per-item
     work falls while CPU is short. Otherwise nothing is held back: no item arrives later than
     it would without merging. The first item is never held. Every stream's late items (and
-    holds that wake late) also tell `busy_recently` that the process is busy.
+    holds that wake late) also tell `process_busy` that the process is busy, as does the number
+    of streams being read.
 
     `source` is read on its own task so that what waits can be seen; closing this iterator (or
     cancelling its consumer) cancels that task, which closes `source`. An error from `source`
@@ -72,6 +79,8 @@ async def merge_waiting(
             done = True
             arrived.set()
 
+    global _streams_open
+    _streams_open += 1
     reader = asyncio.create_task(read())
     holding, late_items = False, 0
     yielded_at: float | None = None
@@ -105,6 +114,7 @@ async def merge_waiting(
         if failed:
             raise failed[0]
     finally:
+        _streams_open -= 1
         reader.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await reader

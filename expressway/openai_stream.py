@@ -35,7 +35,7 @@ from langchain_openai.chat_models.base import _handle_openai_api_error, _handle_
 from openai._constants import RAW_RESPONSE_HEADER
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from expressway.coalesce import busy_recently, merge_waiting
+from expressway.coalesce import merge_waiting, process_busy
 
 # generation_info key (so response_metadata's) of a chunk that joins this many server chunks: text
 # deltas already waiting when the reader asks for the next are converted as one (one LangChain
@@ -72,7 +72,7 @@ class StreamingChatOpenAI(ChatOpenAI):
             async for chunk in super()._astream(messages, stop, run_manager, **kwargs):
                 yield chunk
             return
-        if stream_interval > 1 and self.takes_stream_interval and busy_recently():
+        if stream_interval > 1 and self.takes_stream_interval and process_busy():
             payload["stream_interval"] = stream_interval
         finish_reason = None
         try:

@@ -44,7 +44,7 @@ async def test_a_busy_process_gets_fewer_larger_chunks_from_the_real_vllm(
     assert model.takes_stream_interval
 
     async def chunks(busy: bool) -> list[str]:
-        monkeypatch.setattr("expressway.openai_stream.busy_recently", lambda: busy)
+        monkeypatch.setattr("expressway.openai_stream.process_busy", lambda: busy)
         options = busy_stream_options(model, 0.0, 4)
         # ignore_eos (a vLLM field): exactly max_tokens tokens, however the model would stop.
         bound = model.bind(max_tokens=32, extra_body={"ignore_eos": True}, **options)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from expressway import coalesce
-from expressway.coalesce import busy_recently, merge_waiting
+from expressway.coalesce import merge_waiting, process_busy
 from expressway.events import coalesce_tokens
 
 
@@ -173,9 +173,34 @@ async def test_streams_tell_whether_the_process_is_busy_and_it_wears_off(
     monkeypatch.setattr(coalesce, "_busy_seen_at", -float("inf"))
     monkeypatch.setattr(coalesce, "BUSY_MEMORY_S", 0.2)
     assert len([event async for event in merge_waiting(_ticks(20, 0.005), _join)]) == 20
-    assert not busy_recently()  # a consumer that keeps up: idle
+    assert not process_busy()  # a consumer that keeps up: idle
     async for _ in merge_waiting(_ticks(20, 0.005), _join):
         time.sleep(0.015)  # noqa: ASYNC251 -- blocking on purpose: a busy loop
-    assert busy_recently()
+    assert process_busy()
     await asyncio.sleep(0.25)
-    assert not busy_recently()
+    assert not process_busy()
+
+
+async def test_many_streams_read_at_once_make_the_process_busy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(coalesce, "_busy_seen_at", -float("inf"))
+    monkeypatch.setattr(coalesce, "BUSY_STREAMS", 3)
+    gate = asyncio.Event()
+
+    async def waiting_stream() -> AsyncGenerator[str, None]:
+        await gate.wait()
+        yield "token"
+
+    async def read(stream: AsyncGenerator[str, None]) -> list[str]:
+        return [item async for item in merge_waiting(stream, _join)]
+
+    readers = [asyncio.create_task(read(waiting_stream())) for _ in range(2)]
+    await asyncio.sleep(0.01)
+    assert not process_busy()  # two streams: below the threshold, and none was late
+    readers.append(asyncio.create_task(read(waiting_stream())))
+    await asyncio.sleep(0.01)
+    assert process_busy()  # three at once
+    gate.set()
+    assert await asyncio.gather(*readers) == [["token"]] * 3
+    assert not process_busy()  # all closed, none was late

@@ -209,7 +209,7 @@ def test_only_the_lean_stream_takes_the_busy_options() -> None:
 async def test_a_busy_process_asks_a_vllm_server_for_fewer_larger_chunks(
     monkeypatch: pytest.MonkeyPatch, busy: bool, vllm: bool, interval: int, sent: int | None
 ) -> None:
-    monkeypatch.setattr("expressway.openai_stream.busy_recently", lambda: busy)
+    monkeypatch.setattr("expressway.openai_stream.process_busy", lambda: busy)
     seen: list[dict] = []
     model = model_of(StreamingChatOpenAI, TEXT, seen)
     model.takes_stream_interval = vllm
