@@ -19,7 +19,7 @@ from typing import Any
 from langchain_core.tools import BaseTool, StructuredTool
 
 from bench.harness import percentile
-from expressway.encoder import BATCH_TEXTS, load_encoder
+from expressway.encoder import SentenceEncoder, load_encoder
 from nodes.tool_choice import ENCODER_LAYERS, ENCODER_TOKENS, tool_catalog
 
 DATA = Path(__file__).resolve().parent / "data" / "unseen_tools.json"
@@ -78,13 +78,14 @@ def measure(sets: list[tuple[str, list[BaseTool], list[dict[str, Any]]]], layers
     }
 
 
-def _in_passes_ms(encoder: Any, sets: list[tuple[str, list[BaseTool], list[dict]]]) -> float:
+def _in_passes_ms(
+    encoder: SentenceEncoder, sets: list[tuple[str, list[BaseTool], list[dict]]]
+) -> float:
     """Milliseconds per question with the questions embedded BATCH_TEXTS to a pass."""
     texts = [question["text"] for _, _, questions in sets for question in questions]
     encoder.forget()
     started = time.perf_counter()
-    for start in range(0, len(texts), BATCH_TEXTS):
-        encoder.embed_many(texts[start : start + BATCH_TEXTS])
+    encoder.embed_many(texts)
     return (time.perf_counter() - started) * 1000 / len(texts)
 
 

@@ -111,15 +111,16 @@ class SentenceEncoder:
         return self.embed_many([text])[0]
 
     def embed_many(self, texts: Sequence[str]) -> list[np.ndarray]:
-        """The texts' embeddings; those not kept from earlier are computed in one pass."""
+        """The texts' embeddings; those not kept from earlier are computed BATCH_TEXTS to a pass."""
         found = {text: self._recent[text] for text in texts if text in self._recent}
         missing = [text for text in dict.fromkeys(texts) if text not in found]
-        if missing:
-            for text, embedding in zip(missing, self._embed_texts(missing), strict=True):
+        for start in range(0, len(missing), BATCH_TEXTS):
+            batch = missing[start : start + BATCH_TEXTS]
+            for text, embedding in zip(batch, self._embed_texts(batch), strict=True):
                 embedding.flags.writeable = False
                 found[text] = self._recent[text] = embedding
-            while len(self._recent) > RECENT_TEXTS:
-                self._recent.popitem(last=False)
+        while len(self._recent) > RECENT_TEXTS:
+            self._recent.popitem(last=False)
         return [found[text] for text in texts]
 
     async def aembed(self, text: str) -> np.ndarray:

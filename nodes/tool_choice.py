@@ -210,9 +210,9 @@ def tool_catalog(tools: Sequence[BaseTool], layers: int = ENCODER_LAYERS) -> Too
     if key not in _CATALOGS:
         parameters = tuple(tool_parameters(tool) for tool in tools)
         texts = [tool_text(tool, schema) for tool, schema in zip(tools, parameters, strict=True)]
-        dimension = load_encoder(layers, ENCODER_TOKENS).dimension
-        embeddings = np.array([encode(text, layers) for text in texts], np.float32)
+        encoder = load_encoder(layers, ENCODER_TOKENS)
+        embeddings = np.array(encoder.embed_many(texts), np.float32)
         _CATALOGS[key] = ToolCatalog(
-            tuple(tools), parameters, embeddings.reshape(-1, dimension), layers
+            tuple(tools), parameters, embeddings.reshape(-1, encoder.dimension), layers
         )
     return _CATALOGS[key]

@@ -340,3 +340,12 @@ def test_a_batch_left_by_a_closed_event_loop_does_not_stop_batching(monkeypatch)
     encoder.forget()
     asyncio.run(ask())
     assert passes == [["first question", "second question"]]
+
+
+def test_many_texts_are_embedded_at_most_a_batch_to_a_pass(monkeypatch) -> None:
+    encoder = encoder_module.load_encoder(3)
+    passes = encoder_passes(monkeypatch)
+    texts = [f"Which shelf holds part {n}?" for n in range(encoder_module.BATCH_TEXTS + 3)]
+    encoder.forget()
+    assert len(encoder.embed_many(texts)) == len(texts)
+    assert [len(batch) for batch in passes] == [encoder_module.BATCH_TEXTS, 3]
