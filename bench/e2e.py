@@ -118,14 +118,18 @@ def frontier_model(base_url: str, **options: Any) -> ChatOpenAI:
     return ChatOpenAI(base_url=base_url, api_key="none", model="frontier", temperature=0, **options)
 
 
-async def run_naive(question: Question, base_url: str, tools: list[Any]) -> dict[str, Any]:
-    model = frontier_model(
+def naive_model(base_url: str) -> ChatOpenAI:
+    """The naive agent's model: not streamed, every turn capped at the routing table's largest
+    answer budget (a small real model may otherwise fill a JSON string up to the context limit)."""
+    return frontier_model(
         base_url,
         streaming=False,
-        # The routing table's largest answer budget: a small real model may otherwise fill a
-        # JSON string up to the context limit.
         max_tokens=max(route.max_tokens for route in load_routing_table().tasks.values()),
     )
+
+
+async def run_naive(question: Question, base_url: str, tools: list[Any]) -> dict[str, Any]:
+    model = naive_model(base_url)
     # Exactly the tool turns a correct run needs, then the answer: a small real model can neither
     # skip the work nor loop (a scripted one does this anyway).
     calls = len(question.calls)

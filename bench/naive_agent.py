@@ -21,6 +21,7 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.tools import BaseTool, tool
+from langchain_core.utils.json import parse_partial_json
 
 from expressway.toolbox import as_tools
 from nodes.planner import describe_tools
@@ -46,6 +47,15 @@ class NaiveRun:
     tools_s: float = 0.0
     turns: int = 0
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _partial_arguments(arguments: str | None) -> dict[str, Any]:
+    """The arguments a call cut off mid-JSON had written so far ({} if nothing usable)."""
+    try:
+        parsed = parse_partial_json(arguments or "")
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
 
 
 async def run_naive_agent(
@@ -84,6 +94,10 @@ async def run_naive_agent(
         messages.append(reply)
         if reply.invalid_tool_calls and not reply.tool_calls:
             call = reply.invalid_tool_calls[0]
+            if call["name"] == final_answer.name:
+                # Cut off at the token limit: keep what was written, as a streamed answer would.
+                run.answer = str(_partial_arguments(call["args"]).get("answer", ""))
+                break
             output = f"error: the call's arguments are not valid JSON ({call['error']}); call again"
             messages.append(ToolMessage(output, tool_call_id=call["id"] or "invalid"))
             run.tool_calls.append({"tool": call["name"], "args": call["args"], "output": output})

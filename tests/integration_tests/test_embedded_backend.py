@@ -99,15 +99,14 @@ async def test_a_question_the_model_handles_badly_still_completes(embedded_port:
 async def test_naive_baseline_gets_forced_tool_calls_and_an_answer(embedded_port: int) -> None:
     # The e2e benchmark's baseline on the real server: tool_choice "required" (real tools only
     # until min_tool_calls) and the named final_answer turn need the profile's tool-calling flags.
-    from langchain_openai import ChatOpenAI
-
+    # The benchmark's model settings: an uncapped final_answer turn of the 135M model once ran
+    # 720 s to the context limit.
+    from bench.e2e import naive_model
     from bench.naive_agent import run_naive_agent
 
-    url = Context().embedded_base_url
-    model = ChatOpenAI(base_url=url, api_key="none", model="frontier", temperature=0)
     run = await run_naive_agent(
         "What time is it in Tokyo?",
-        model,
+        naive_model(Context().embedded_base_url),
         DEFAULT_TOOLS,
         max_turns=2,
         tool_timeout_s=10,

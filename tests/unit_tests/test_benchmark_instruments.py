@@ -198,6 +198,28 @@ def test_naive_agent_reports_a_malformed_call_to_the_model_and_goes_on() -> None
     assert run.answer == question.answer
 
 
+def test_naive_agent_keeps_a_final_answer_cut_off_at_its_token_limit() -> None:
+    question = QUESTIONS[1]  # two clock lookups, then the answer
+
+    def long_answer(request: dict) -> "str | ToolCallReply":
+        choice = request.get("tool_choice")
+        if isinstance(choice, dict) and choice["function"]["name"] == "final_answer":
+            return ToolCallReply("final_answer", {"answer": "It is morning in Tokyo " * 40})
+        return scripted_reply(request)
+
+    profile = LatencyProfile(ttft_s=0.0, tokens_per_s=10_000)
+    with RunningSimulator(SimulatedBackend(long_answer, profile)) as simulator:
+        model = ChatOpenAI(
+            base_url=simulator.base_url, api_key="none", model="frontier", max_tokens=12
+        )
+        run = asyncio.run(
+            run_naive_agent(question.text, model, workload_tools(0.0, 0.0), max_turns=3)
+        )
+    # The last turn must answer; its call is cut mid-string, and the text written so far is kept.
+    assert run.turns == 3 and len(run.tool_calls) == 2
+    assert run.answer.startswith("It is morning") and len(run.answer) < 12 * 4
+
+
 def test_simulator_cuts_a_reply_at_max_tokens_and_says_so() -> None:
     def long_call(request: dict) -> ToolCallReply:
         return ToolCallReply("calculator", {"expression": " + ".join(["1"] * 200)})
