@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 import re
+from collections.abc import Sequence
 from contextlib import aclosing
 from typing import Any
 
@@ -45,6 +46,13 @@ def answer_messages(state: State) -> list[BaseMessage]:
     return with_results(state, "\n".join(lines or ["- none: no usable tool call could be planned"]))
 
 
+def results_so_far(results: Sequence[TaskResult]) -> str:
+    """The answer prompt's results text for the first `results` of a run that has more to come:
+    their lines, each with the newline the next line follows, so the text is a prefix of the
+    complete list's."""
+    return "".join(f"- {describe(result)}\n" for result in results)
+
+
 def with_results(state: State, results: str) -> list[BaseMessage]:
     """The answer prompt with `results` after the latest question. Everything before `results`
     is the same for every run of the question, so a server's prefix cache can hold it early."""
@@ -54,17 +62,21 @@ def with_results(state: State, results: str) -> list[BaseMessage]:
     return [SystemMessage(ANSWER_SYSTEM), *history, HumanMessage(text)]
 
 
-async def warm_answer_prefix(state: State, context: Context, toolbox: Toolbox) -> None:
-    """Ask the answering tier for one token of the answer prompt up to the tool results, while
-    the tools still run: the server computes that prefix now and its prefix cache (vLLM's
-    automatic prefix caching) holds it, so the answer's time to first token after the last tool
-    covers only the results. Best effort: any failure is ignored (the answer does the work)."""
+async def warm_answer_prefix(
+    state: State, context: Context, toolbox: Toolbox, results: Sequence[TaskResult] = ()
+) -> None:
+    """Ask the answering tier for one token of the answer prompt up to the tool results, with the
+    first `results` (those already known) in it, while the other tools still run: the server
+    computes that prefix now and its prefix cache (vLLM's automatic prefix caching) holds it, so
+    the answer's time to first token after the last tool covers only the results not yet in it.
+    Best effort: any failure is ignored (the answer does the work)."""
     route = state.route
     assert route is not None
     model = tier_model(context, route.tier, toolbox.models)
     with contextlib.suppress(Exception):
         await asyncio.wait_for(
-            model.ainvoke(with_results(state, ""), max_tokens=1), context.model_timeout_s
+            model.ainvoke(with_results(state, results_so_far(results)), max_tokens=1),
+            context.model_timeout_s,
         )
 
 

@@ -212,6 +212,22 @@ class TaskRunner:
             await asyncio.wait(pending, timeout=timeout_s)
         return all(task.done() for task in self._running)
 
+    def finished_in_order(self) -> list[TaskResult]:
+        """The results so far in task-id order (earlier rounds' first), up to the first task not
+        finished: always the beginning of what `results` will list after the earlier ones."""
+        finished = []
+        for task_id in sorted(self._finished):
+            if not self._finished[task_id].done():
+                break
+            finished.append(self._finished[task_id].result())
+        return finished
+
+    async def next_finished(self) -> None:
+        """Wait until another submitted task finishes (at once if none is running)."""
+        pending = [task for task in self._running if not task.done()]
+        if pending:
+            await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+
     async def results(self) -> list[TaskResult]:
         """Wait for every submitted task and return their results in task-id order."""
         results = await asyncio.gather(*self._running)

@@ -253,6 +253,21 @@ async def test_the_answer_prompt_is_prefilled_while_slow_tools_run_not_for_insta
             assert "value of a" not in warm_ups[0]["prompt"]
 
 
+async def test_the_prefill_grows_with_each_result_known_in_order_while_later_tools_run() -> None:
+    # A chain: b's lookup needs a's result, so a's result is known 0.3 s before the last tool ends.
+    chain = encode_plan([("slow_lookup", {"key": "a"}), ("slow_lookup", {"key": "$1 then b"})])
+    model = ScriptedChatModel(plans=[chain], answer="b follows a.")
+    await _events(_graph(model), "What follows order a?")
+    answers = [call for call in model.calls if not call["plan"]]
+    warm_ups = [call["prompt"] for call in answers if call.get("max_tokens") == 1]
+    assert len(warm_ups) == 2
+    assert "value of a" not in warm_ups[0] and "value of a" in warm_ups[1]
+    assert "value of value of a then b" not in warm_ups[1]
+    # Each prefill is the beginning of the next one and of the answer's own prompt.
+    assert warm_ups[1].startswith(warm_ups[0]) and answers[-1]["prompt"].startswith(warm_ups[1])
+    assert "value of value of a then b" in answers[-1]["prompt"]
+
+
 class SlowWarmUp(ScriptedChatModel):
     """Its one-token warm-up calls hang (a busy server) until cancelled."""
 
