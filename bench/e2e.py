@@ -278,6 +278,12 @@ def _median(values: list[float]) -> float:
     return round(statistics.median(values), 4)
 
 
+def _answer_ttft_s(ours: dict[str, Any]) -> float:
+    """The run's answer request to its first token (its timeline's answer prefill span)."""
+    span = next(span for span in ours["timeline"] if span["kind"] == "prefill")
+    return span["end_s"] - span["start_s"]
+
+
 def aggregate(rows: list[dict[str, Any]], questions: list[Question]) -> dict[str, Any]:
     naive_e2e = _median([r["naive"]["e2e_s"] for r in rows])
     ours_e2e = _median([r["expressway"]["e2e_s"] for r in rows])
@@ -300,6 +306,9 @@ def aggregate(rows: list[dict[str, Any]], questions: list[Question]) -> dict[str
             "naive": sum(r["naive"]["tool_calls"] for r in rows),
             "expressway": sum(r["expressway"]["tasks"] for r in rows),
         },
+        # From the answer's request (after the last tool) to its first token: what prefilling
+        # the answer prompt while tools run shortens.
+        "answer_ttft_median_s": _median([_answer_ttft_s(r["expressway"]) for r in rows]),
         "expressway_stage_medians_s": {
             stage: _median([r["expressway"]["stages_s"][stage] for r in rows]) for stage in STAGES
         },

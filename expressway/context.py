@@ -99,7 +99,8 @@ class Context:
         default=True,
         metadata={
             "description": "While tools run, have the answering tier compute the answer "
-            "prompt up to the tool results, so its prefix cache holds it for the answer."
+            "prompt up to the tool results (again as results arrive in task order), so its "
+            "prefix cache holds it for the answer."
         },
     )
     model_timeout_s: float = field(
