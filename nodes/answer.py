@@ -42,7 +42,7 @@ def answer_messages(state: State) -> list[BaseMessage]:
     left out (they are in the events): small models otherwise repeat them as the answer."""
     if not state.results and not state.plan_errors:
         return [SystemMessage(ANSWER_SYSTEM), *state.messages]
-    lines = [f"- {describe(result)}" for result in state.results]
+    lines = [result_line(result) for result in state.results]
     return with_results(state, "\n".join(lines or ["- none: no usable tool call could be planned"]))
 
 
@@ -50,7 +50,12 @@ def results_so_far(results: Sequence[TaskResult]) -> str:
     """The answer prompt's results text for the first `results` of a run that has more to come:
     their lines, each with the newline the next line follows, so the text is a prefix of the
     complete list's."""
-    return "".join(f"- {describe(result)}\n" for result in results)
+    return "".join(f"{result_line(result)}\n" for result in results)
+
+
+def result_line(result: TaskResult) -> str:
+    """One result as the answer prompt lists it (the prefill relies on one format for both)."""
+    return f"- {describe(result)}"
 
 
 def with_results(state: State, results: str) -> list[BaseMessage]:
@@ -93,7 +98,7 @@ def missing_results_answer(state: State) -> str | None:
         return None  # the plan found no tool needed (e.g. a reasoning question)
     if not failed:
         return NO_PLAN_ANSWER
-    lines = "\n".join(f"- {describe(result)}" for result in failed)
+    lines = "\n".join(result_line(result) for result in failed)
     return f"{FAILED_TOOLS_ANSWER}\n{lines}"
 
 
