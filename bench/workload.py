@@ -16,10 +16,8 @@ from dataclasses import dataclass
 from itertools import takewhile
 from typing import Any
 
-from langchain_core.tools import BaseTool
-
 from bench.simulator import ToolCallReply
-from expressway.toolbox import as_tools, read_only
+from expressway.toolbox import read_only
 from nodes.planner import encode_plan
 from tools import DEFAULT_TOOLS
 
@@ -34,7 +32,7 @@ class Question:
 
     def plan_json(self) -> str:
         """The plan a competent planner writes (dependencies are the "$N" references)."""
-        return encode_plan([(tool, args) for tool, args, _ in self.calls], planner_tools())
+        return encode_plan([(tool, args) for tool, args, _ in self.calls])
 
     def variant(self, *swaps: tuple[str, str]) -> "Question":
         """The same question about other things: each (old, new) swapped in the text, the calls'
@@ -503,12 +501,6 @@ def with_async_latency(tool: Callable[..., Any], low_s: float, high_s: float) ->
         return tool(**kwargs)
 
     return remote
-
-
-@functools.cache
-def planner_tools() -> list[BaseTool]:
-    """The workload's tools as the planner sees them (their schemas shape the plan's steps)."""
-    return as_tools([*DEFAULT_TOOLS, movie_info])
 
 
 def workload_tools(

@@ -29,7 +29,6 @@ MAX_REPEATS = 2  # consecutive repeated tasks after which the rest of a plan is 
 # which would otherwise generate up to the context limit: minutes on a CPU.
 TOKENS_PER_TASK = 64
 PLAN_KEY = "plan"
-PLAIN_TYPES = {"string", "integer", "number", "boolean"}
 _WORD = re.compile(r"\w+")
 
 
@@ -41,44 +40,21 @@ class PlanError(ValueError):
         self.task_id = task_id
 
 
-def short_parameter(tool: BaseTool) -> str | None:
-    """The name of the tool's one argument, when it takes exactly one, a plain value (text,
-    number, true/false or a choice) that is required or has a default. A step of such a tool is
-    {"<tool>": <value>}: the argument's name and braces cost ~3-4 tokens per step, each one
-    before a tool can start."""
-    parameters = tool_parameters(tool)
-    properties = parameters.get("properties", {})
-    if len(properties) != 1:
-        return None
-    [(name, spec)] = properties.items()
-    plain = "enum" in spec or spec.get("type") in PLAIN_TYPES
-    return name if plain and (name in parameters.get("required", []) or "default" in spec) else None
-
-
 def plan_json_schema(
     tools: Sequence[BaseTool], max_tasks: int, min_tasks: int = 0
 ) -> dict[str, Any]:
-    """A schema whose every step is {"<tool>": {<that tool's arguments>}}, or {"<tool>": <value>}
-    for a tool with one plain argument: the tool's name is the step's only key, so a step costs
-    about half the tokens of {"id", "tool", "args", "deps"}; the id is the step's position and
-    its dependencies are the "$N" references in its arguments."""
-    steps = []
-    for tool in tools:
-        parameters = tool_parameters(tool)
-        short = short_parameter(tool)
-        value = (
-            parameters["properties"][short]
-            if short
-            else {**parameters, "additionalProperties": False}
-        )
-        steps.append(
-            {
-                "type": "object",
-                "properties": {tool.name: value},
-                "required": [tool.name],
-                "additionalProperties": False,
-            }
-        )
+    """A schema whose every step is {"<tool>": {<that tool's arguments>}}: the tool's name is the
+    step's only key, so a step costs about half the tokens of {"id", "tool", "args", "deps"}; the
+    id is the step's position and its dependencies are the "$N" references in its arguments."""
+    steps = [
+        {
+            "type": "object",
+            "properties": {tool.name: {**tool_parameters(tool), "additionalProperties": False}},
+            "required": [tool.name],
+            "additionalProperties": False,
+        }
+        for tool in tools
+    ]
     return {
         "type": "object",
         "properties": {
@@ -94,19 +70,9 @@ def plan_json_schema(
     }
 
 
-def encode_plan(steps: Sequence[tuple[str, dict[str, Any]]], tools: Sequence[BaseTool] = ()) -> str:
-    """The plan text the model writes for `steps` of (tool, args), in the schema's compact form:
-    the steps of those `tools` that take one plain argument give its value alone (without
-    `tools`, every step is written as an object, which the planner reads as well)."""
-    short = {tool.name: (short_parameter(tool), tool_parameters(tool)) for tool in tools}
-
-    def step(tool: str, args: dict[str, Any]) -> dict[str, Any]:
-        name, parameters = short.get(tool, (None, {}))
-        if name is None or set(args) - {name}:
-            return {tool: args}
-        return {tool: args.get(name, parameters["properties"][name].get("default"))}
-
-    return json.dumps({PLAN_KEY: [step(*call) for call in steps]}, separators=(",", ":"))
+def encode_plan(steps: Sequence[tuple[str, dict[str, Any]]]) -> str:
+    """The plan text the model writes for `steps` of (tool, args), in the schema's compact form."""
+    return json.dumps({PLAN_KEY: [{tool: args} for tool, args in steps]}, separators=(",", ":"))
 
 
 def _type_text(schema: dict[str, Any]) -> str:
@@ -152,7 +118,7 @@ def planner_messages(
     catalog = tool_catalog(tools, ranking_layers)
     fitting = catalog.fitting(question)
     for example_question, steps in catalog.examples(question, fitting):
-        messages += [HumanMessage(example_question), AIMessage(encode_plan(steps, tools))]
+        messages += [HumanMessage(example_question), AIMessage(encode_plan(steps))]
     if fitting:
         hint = FITTING_TOOLS_NOTE.format(tools=", ".join(tool.name for tool in fitting))
         question = f"{question}\n{hint}"
@@ -234,10 +200,6 @@ class PlanValidator:
     steps: int = 0
     seen: set[int] = field(default_factory=set)
     calls: dict[str, int] = field(default_factory=dict)
-    short: dict[str, str | None] = field(init=False)  # each tool's one plain argument, if any
-
-    def __post_init__(self) -> None:
-        self.short = {name: short_parameter(tool) for name, tool in self.tools.items()}
 
     def check(self, text: str) -> PlannedTask:
         """Validate the plan's next step (its JSON text); its id is its position (1, 2, ...)."""
@@ -266,9 +228,6 @@ class PlanValidator:
                 f"step {task_id}: unknown tool {tool_name!r}; available: {', '.join(self.tools)}",
                 task_id,
             )
-        short = self.short[tool_name]
-        if short and not isinstance(args, dict):
-            args = {short: args}
         if not isinstance(args, dict):
             raise PlanError(
                 f"step {task_id}: the arguments of {tool_name} must be an object", task_id

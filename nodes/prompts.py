@@ -1,8 +1,7 @@
 """Prompts for the planner and the answer, and the example plans the planner is shown."""
 
 PLANNER_SYSTEM = """You plan the tool calls that answer a question, as JSON: {{"plan": [...]}}.
-Each step calls one tool from the list below: {{"<tool name>": {{<its arguments>}}}}, or
-{{"<tool name>": <value>}} for a tool that takes one argument.
+Each step calls one tool from the list below: {{"<tool name>": {{<its arguments>}}}}.
 Take argument values from the question. Steps run at the same time, so give each lookup its own
 step. To use the result of an earlier step in an argument, write "$N" (N: that step's number,
 counting from 1). If the question needs no tool, reply {{"plan": []}}.

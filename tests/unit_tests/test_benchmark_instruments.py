@@ -277,7 +277,7 @@ def test_the_plan_bound_starts_each_call_once_its_step_of_the_plan_has_streamed(
     # A slow first lookup bounds the chain instead: plan-first adds only the TTFT and the tokens
     # up to the first step's closing brace.
     latency["1"] = 100.0
-    first_step = _token_holding(plan, plan.index("},"))  # {"sql_query":"..."},
+    first_step = _token_holding(plan, plan.index("}},") + 1)
     assert plan_bound_s(question, ours, profiles) == pytest.approx(
         profile.ttft_s + first_step / profile.tokens_per_s + 100.0 + answer
     )

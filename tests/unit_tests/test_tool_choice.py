@@ -117,7 +117,7 @@ def test_a_question_fitting_two_tools_gets_a_two_step_example_and_a_hint() -> No
 def test_an_authors_example_is_shown_before_a_derived_one() -> None:
     messages = planner_messages("Is AF11 delayed?", TOOLS)
     shown = "\n".join(message.text for message in messages[1:-1])
-    assert "Is LH400 on time" in shown and '{"flight_board":"LH400"}' in shown
+    assert "Is LH400 on time" in shown and '{"flight_board":{"flight":"LH400"}}' in shown
 
 
 def test_the_shipped_ranking_finds_the_tools_of_sets_written_by_someone_else() -> None:
