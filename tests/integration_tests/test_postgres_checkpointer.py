@@ -1,10 +1,14 @@
 """The scale-out storage piece that runs here: the graph on a real PostgreSQL checkpointer
 (started by infra/postgres-local.sh), its threads surviving a new process-level graph instance."""
 
+import tempfile
+from pathlib import Path
+
 import pytest
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.serde import _msgpack as msgpack_serde
 
+from bench.harness import local_postgres
 from bench.scripted_model import ScriptedChatModel
 from expressway.context import Context
 from graphs.agent import build_graph
@@ -42,3 +46,13 @@ async def test_threads_persist_in_postgres_across_graph_instances(
     assert state.values["results"][0].output == "12"
     assert state.values["route"].task == "lookup"
     assert len(history) > 4  # every step of both runs was checkpointed
+
+
+def test_a_throwaway_postgres_leaves_no_folder_behind() -> None:
+    def folders() -> set[Path]:
+        return set(Path(tempfile.gettempdir()).glob("expressway-pg-*"))
+
+    before = folders()
+    with local_postgres() as uri:
+        assert uri.startswith("postgresql://") and len(folders()) == len(before) + 1
+    assert folders() == before
