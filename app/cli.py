@@ -5,13 +5,14 @@ import asyncio
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TextIO
 
 from app.embedded import EmbeddedBackendError, EmbeddedServer, start_server
 from expressway.context import ConfigurationError, Context
 from expressway.events import iter_events
 from expressway.heap import freeze_static_heap
-from expressway.models import BackendUnavailableError, check_backend
+from expressway.models import BackendMisconfiguredError, BackendUnavailableError, check_backend
 from expressway.timeline import render_text, run_spans
 from routers import RoutingTableError, classify, load_routing_table
 
@@ -24,7 +25,9 @@ def _say(message: str) -> None:
 
 
 def ensure_backends(context: Context, progress: Callable[[str], None] = _say) -> None:
-    """Start the embedded server if a tier uses it and it is not running; check the others."""
+    """Start the embedded server if a tier uses it and it is not running; check the others. A
+    wrong key or URL stops here; so does a tier that is down, unless another tier is up (the
+    plan and the answer fall back to it), in which case it is a warning."""
     tiers = context.tier_names()
     if any(context.uses_embedded(tier) for tier in tiers):
         server = start_server(context.embedded_port, progress)
@@ -33,9 +36,20 @@ def ensure_backends(context: Context, progress: Callable[[str], None] = _say) ->
                 f"embedded vLLM left running (pid {server.process.pid}) for the next questions; "
                 "stop it with `expressway stop-local`"
             )
+    down: list[BackendUnavailableError] = []
     for tier in tiers:
-        if not context.uses_embedded(tier):
+        if context.uses_embedded(tier):
+            continue
+        try:
             check_backend(context, tier)
+        except BackendMisconfiguredError:
+            raise
+        except BackendUnavailableError as error:
+            down.append(error)
+    if down and len(down) == len(tiers):
+        raise down[0]
+    for error in down:
+        progress(f"warning: {error} Requests routed to it fall back to another tier.")
 
 
 class ProgressPrinter:
@@ -179,10 +193,36 @@ def cmd_stop_local(args: argparse.Namespace) -> int:
     return 0
 
 
+def _texts_to_route(path: str) -> list[str]:
+    """The `text` of each JSON line of `path`; ValueError naming the line of any problem."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as error:
+        raise ValueError(f"cannot read {path}: {error}") from error
+    texts = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            text = json.loads(line)["text"]
+            if not isinstance(text, str):
+                raise TypeError("`text` must be a string")
+        except (ValueError, KeyError, TypeError) as error:
+            raise ValueError(
+                f"{path} line {number}: {type(error).__name__}: {error}; "
+                'each line is {"text": "..."}'
+            ) from error
+        texts.append(text)
+    return texts
+
+
 def cmd_route(args: argparse.Namespace) -> int:
     if args.file:
-        with open(args.file, encoding="utf-8") as lines:
-            texts = [json.loads(line)["text"] for line in lines if line.strip()]
+        try:
+            texts = _texts_to_route(args.file)
+        except ValueError as error:
+            _say(f"route: {error}")
+            return EXIT_USAGE
     elif args.text:
         texts = [" ".join(args.text)]
     else:

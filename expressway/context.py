@@ -1,5 +1,6 @@
 """The typed run configuration (LangGraph `context_schema`), with defaults from the environment."""
 
+import math
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -31,6 +32,9 @@ class TierEndpoint:
 # The routing table (routers/table.py) registers its added tiers here when it is loaded, which
 # build_graph does: the core cannot import the routers, and every run reaches the same tiers.
 ADDED_TIERS: dict[str, TierEndpoint] = {}
+
+
+_KIND_NAMES = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}
 
 
 def _parse(name: str, raw: str, kind: type) -> object:
@@ -187,6 +191,7 @@ class Context:
 
     def validate(self) -> None:
         """Raise ConfigurationError naming the variable for any value that cannot work."""
+        self._check_types()
         if self.execution_mode not in get_args(ExecutionMode):
             raise ConfigurationError(
                 f"EXPRESSWAY_EXECUTION_MODE={self.execution_mode!r}: "
@@ -218,6 +223,12 @@ class Context:
         ):
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"EXPRESSWAY_{name.upper()} must be greater than 0")
+        if self.max_replans < 0:
+            raise ConfigurationError("EXPRESSWAY_MAX_REPLANS must be 0 (never replan) or more")
+        if not 1 <= self.embedded_port <= 65535:
+            raise ConfigurationError(
+                f"EXPRESSWAY_EMBEDDED_PORT={self.embedded_port}: use a port from 1 to 65535"
+            )
         if not 1 <= self.tool_ranking_layers <= ENCODER_DEPTH:
             raise ConfigurationError(
                 f"EXPRESSWAY_TOOL_RANKING_LAYERS={self.tool_ranking_layers}: use 1 to "
@@ -240,6 +251,24 @@ class Context:
                 f"EXPRESSWAY_MCP_CONFIG={self.mcp_config!r} is not a file: give the path of a "
                 'JSON file like {"mcpServers": {"name": {"command": "...", "args": [...]}}}'
             )
+
+    def _check_types(self) -> None:
+        """Each value has its field's type. A run's context may come as JSON in an HTTP request,
+        which LangGraph's server passes through unchecked ("5" for 5, null, true for 1)."""
+        for spec in fields(self):
+            value, kind = getattr(self, spec.name), type(spec.default)
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+                setattr(self, spec.name, value)
+            if type(value) is not kind:
+                raise ConfigurationError(
+                    f"{spec.name}={value!r} ({ENV_PREFIX}{spec.name.upper()}) must be "
+                    f"{_KIND_NAMES[kind]}, not {type(value).__name__}"
+                )
+            if kind is float and not math.isfinite(value):
+                raise ConfigurationError(
+                    f"{ENV_PREFIX}{spec.name.upper()}={value}: use a finite number"
+                )
 
     @property
     def embedded_base_url(self) -> str:

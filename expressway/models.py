@@ -13,13 +13,19 @@ import openai
 from langchain_core.language_models import BaseChatModel
 
 from expressway.context import ENV_PREFIX, Context, TierName
+from expressway.events import emit
 from expressway.openai_stream import StreamingChatOpenAI
+
+
+def _get_models(base_url: str, timeout_s: float, api_key: str = "") -> httpx.Response:
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    return httpx.get(f"{base_url.rstrip('/')}/models", headers=headers, timeout=timeout_s)
 
 
 def serving_models(base_url: str, timeout_s: float = 2.0) -> list[str] | None:
     """The model names an OpenAI-compatible server at base_url serves, or None if unreachable."""
     try:
-        response = httpx.get(f"{base_url}/models", timeout=timeout_s)
+        response = _get_models(base_url, timeout_s)
         response.raise_for_status()
         return [model["id"] for model in response.json()["data"]]
     except (httpx.HTTPError, ValueError, KeyError):
@@ -28,6 +34,16 @@ def serving_models(base_url: str, timeout_s: float = 2.0) -> list[str] | None:
 
 class BackendUnavailableError(RuntimeError):
     """A tier's endpoint cannot be reached; the message names the URL, the variable and the fix."""
+
+
+class BackendMisconfiguredError(BackendUnavailableError):
+    """A tier's endpoint answers, but refuses its API key or has no OpenAI API at its URL."""
+
+
+def fallback_order(tier: TierName) -> list[TierName]:
+    """The routed tier, then the built-in tier a request goes to when it fails before its first
+    output (down, 5xx, timeout)."""
+    return [tier, "frontier" if tier == "fast" else "fast"]
 
 
 # A tier's model per event loop: its aiohttp session belongs to the loop that opened it.
@@ -179,10 +195,59 @@ def unreachable(context: Context, tier: TierName) -> BackendUnavailableError:
     )
 
 
-def check_backend(context: Context, tier: TierName) -> None:
-    """Raise BackendUnavailableError with a fix if the tier's endpoint does not answer."""
-    if serving_models(context.base_url(tier)) is None:
-        raise unreachable(context, tier)
+def emit_fallback(
+    context: Context,
+    started_at: float,
+    stage: str,
+    from_tier: TierName,
+    to_tier: TierName,
+    error: BaseException,
+) -> None:
+    """The `fallback` event: `stage` ("plan" or "answer") goes from one tier to the other, and
+    why (an endpoint that cannot be reached is named as such, not by the client's timeout)."""
+    reason = (
+        str(unreachable(context, from_tier))
+        if is_connection_error(error)
+        else f"{type(error).__name__}: {error}"
+    )
+    emit(
+        started_at,
+        "fallback",
+        stage=stage,
+        from_tier=from_tier,
+        to_tier=to_tier,
+        reason=reason[:300],
+    )
+
+
+def check_backend(context: Context, tier: TierName, timeout_s: float = 2.0) -> None:
+    """Raise BackendUnavailableError with a fix if the tier's endpoint does not answer, and
+    BackendMisconfiguredError if it refuses the tier's API key (sent as a request would send it)
+    or serves no model list at its URL."""
+    url, key_env = context.base_url(tier), context.api_key_env(tier)
+    may_send = key_may_go_to(context, tier)
+    api_key = os.environ.get(key_env, "") if key_env and may_send else ""
+    try:
+        response = _get_models(url, timeout_s, api_key)
+    except httpx.HTTPError as error:
+        raise unreachable(context, tier) from error
+    status = response.status_code
+    if status in (401, 403):
+        if not may_send:
+            fix = "its key is only sent to the URL configured in the environment"
+        elif api_key:
+            fix = f"check the key in {key_env}"
+        else:
+            fix = f"set {key_env} to its API key"
+        raise BackendMisconfiguredError(
+            f"the {tier} tier's backend at {url} refused the request (HTTP {status}); {fix}."
+        )
+    if status == 404:
+        raise BackendMisconfiguredError(
+            f"the {tier} tier's backend at {url} has no {url.rstrip('/')}/models (HTTP 404): is "
+            f"the URL right? An OpenAI-compatible one usually ends in /v1 "
+            f"({context.base_url_setting(tier)})."
+        )
 
 
 def raise_if_cancelled() -> None:
@@ -196,11 +261,22 @@ def raise_if_cancelled() -> None:
         raise asyncio.CancelledError
 
 
+# aiohttp's transport reports a refused connection as httpx2.ConnectTimeout, which the OpenAI
+# client turns into "Request timed out": the refusal is further down the exception's causes.
+_CONNECT_FAILURES = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx2.ConnectError,
+    httpx2.ConnectTimeout,
+    ConnectionRefusedError,
+)
+
+
 def is_connection_error(error: BaseException) -> bool:
     """True when an exception (or its cause) means the endpoint could not be reached at all."""
     seen: BaseException | None = error
     while seen is not None:
-        if isinstance(seen, httpx.ConnectError) or type(seen).__name__ == "APIConnectionError":
+        if isinstance(seen, _CONNECT_FAILURES) or type(seen).__name__ == "APIConnectionError":
             return True
         seen = seen.__cause__ or seen.__context__
     return False

@@ -10,9 +10,16 @@ from typing import Any
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
 
-from expressway.context import Context, TierName
+from expressway.context import Context
 from expressway.events import emit, now
-from expressway.models import is_connection_error, raise_if_cancelled, tier_model, unreachable
+from expressway.models import (
+    emit_fallback,
+    fallback_order,
+    is_connection_error,
+    raise_if_cancelled,
+    tier_model,
+    unreachable,
+)
 from expressway.openai_stream import MERGED, busy_stream_options
 from expressway.state import State, TaskResult
 from expressway.toolbox import Toolbox
@@ -115,7 +122,7 @@ async def stream_model_answer(
     route = state.route
     assert route is not None
     messages = answer_messages(state)
-    tiers: list[TierName] = [route.tier, "frontier" if route.tier == "fast" else "fast"]
+    tiers = fallback_order(route.tier)
     parts: list[str] = []
     tokens = 0
     first_token_at: float | None = None
@@ -168,13 +175,7 @@ async def stream_model_answer(
                 if is_connection_error(error):
                     raise unreachable(context, tier) from error
                 raise
-            emit(
-                state.started_at,
-                "fallback",
-                from_tier=tier,
-                to_tier=tiers[attempt + 1],
-                reason=f"{type(error).__name__}: {error}"[:300],
-            )
+            emit_fallback(context, state.started_at, "answer", tier, tiers[attempt + 1], error)
     return parts, first_token_at
 
 

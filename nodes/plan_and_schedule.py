@@ -16,13 +16,17 @@ from langgraph.runtime import Runtime
 
 from expressway.context import Context
 from expressway.events import emit, now
-from expressway.models import is_connection_error, tier_model, unreachable
 from expressway.state import PlannedTask, State, last_question
 from expressway.toolbox import Toolbox, is_read_only
 from nodes.answer import warm_answer_prefix
 from nodes.durable_tasks import CallJournal
 from nodes.plan_cache import TRUSTED_AFTER, Match, PlanCache
-from nodes.planner import announce_plan, planner_messages, replay_plan, stream_plan
+from nodes.planner import (
+    announce_plan,
+    planner_messages,
+    replay_plan,
+    stream_plan_with_fallback,
+)
 from nodes.task_runner import TaskRunner
 from nodes.tool_choice import embed_question
 
@@ -91,8 +95,11 @@ async def plan_and_schedule(
             messages = planner_messages(
                 question, tools, state.results, state.plan_errors, context.tool_ranking_layers
             )
-            steps = stream_plan(
-                tier_model(context, route.tier, toolbox.models),
+            steps = stream_plan_with_fallback(
+                context,
+                route.tier,
+                toolbox.models,
+                state.started_at,
                 messages,
                 tools,
                 context.max_plan_tasks,
@@ -119,13 +126,11 @@ async def plan_and_schedule(
             # request aborts it; the blocks it already computed stay in the prefix cache.
             warm_up.cancel()
             await asyncio.wait([warm_up])
-    except BaseException as error:
+    except BaseException:
         # A cancelled run (the consumer went away) or a failed plan stream stops every tool call.
         if warm_up is not None:
             warm_up.cancel()
         await runner.cancel()
-        if is_connection_error(error):
-            raise unreachable(context, route.tier) from error
         raise
     adopted, wasted = await runner.drop_unused_speculation()
     succeeded = planned and not errors and all(result.status == "ok" for result in results)

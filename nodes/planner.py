@@ -7,7 +7,7 @@ only, which also rules out cycles) before it is handed to the task runner.
 
 import json
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,8 +17,16 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from langchain_core.tools import BaseTool
 from openai import LengthFinishReasonError
 
+from expressway.context import Context, TierName
 from expressway.events import emit
-from expressway.models import raise_if_cancelled
+from expressway.models import (
+    emit_fallback,
+    fallback_order,
+    is_connection_error,
+    raise_if_cancelled,
+    tier_model,
+    unreachable,
+)
 from expressway.state import REFERENCE, PlannedTask, TaskResult, call_key
 from expressway.toolbox import tool_parameters
 from nodes.prompts import FITTING_TOOLS_NOTE, PLANNER_SYSTEM, REPLAN_NOTE
@@ -197,6 +205,9 @@ class PlanValidator:
 
     tools: dict[str, BaseTool]
     max_tasks: int
+    # A replan's steps are numbered from 1 in its own plan; its errors name them as the run
+    # numbers them (after `id_offset` earlier results), as its tasks are (`offset_task`).
+    id_offset: int = 0
     steps: int = 0
     seen: set[int] = field(default_factory=set)
     calls: dict[str, int] = field(default_factory=dict)
@@ -206,57 +217,56 @@ class PlanValidator:
         self.steps += 1
         task_id = self.steps
         try:
+            return self._check(text, task_id)
+        except PlanError as error:
+            error.task_id = task_id + self.id_offset
+            raise
+
+    def _step(self, task_id: int) -> str:
+        return f"step {task_id + self.id_offset}"
+
+    def _check(self, text: str, task_id: int) -> PlannedTask:
+        step = self._step(task_id)
+        try:
             raw = json.loads(text)
         except json.JSONDecodeError as error:
-            raise PlanError(
-                f"step {task_id} is not valid JSON ({error}): {text[:200]}", task_id
-            ) from error
+            raise PlanError(f"{step} is not valid JSON ({error}): {text[:200]}") from error
         if not isinstance(raw, dict) or len(raw) != 1:
-            raise PlanError(
-                f'step {task_id} must be {{"<tool>": {{<arguments>}}}}, got: {text[:120]}',
-                task_id,
-            )
+            raise PlanError(f'{step} must be {{"<tool>": {{<arguments>}}}}, got: {text[:120]}')
         [(tool_name, args)] = raw.items()
         if len(self.seen) >= self.max_tasks:
             raise PlanError(
-                f"step {task_id}: a plan may have at most {self.max_tasks} steps "
-                "(EXPRESSWAY_MAX_PLAN_TASKS)",
-                task_id,
+                f"{step}: a plan may have at most {self.max_tasks} steps "
+                "(EXPRESSWAY_MAX_PLAN_TASKS)"
             )
         if tool_name not in self.tools:
             raise PlanError(
-                f"step {task_id}: unknown tool {tool_name!r}; available: {', '.join(self.tools)}",
-                task_id,
+                f"{step}: unknown tool {tool_name!r}; available: {', '.join(self.tools)}"
             )
         if not isinstance(args, dict):
-            raise PlanError(
-                f"step {task_id}: the arguments of {tool_name} must be an object", task_id
-            )
+            raise PlanError(f"{step}: the arguments of {tool_name} must be an object")
         schema = tool_parameters(self.tools[tool_name])
         unknown = set(args) - set(schema.get("properties", {}))
         missing = set(schema.get("required", [])) - set(args)
         if unknown or missing:
             raise PlanError(
-                f"step {task_id}: bad arguments for {tool_name}: "
-                f"unknown {sorted(unknown)}, missing {sorted(missing)}",
-                task_id,
+                f"{step}: bad arguments for {tool_name}: "
+                f"unknown {sorted(unknown)}, missing {sorted(missing)}"
             )
         deps = {int(n) for value in args.values() for n in REFERENCE.findall(str(value))}
         for dep in deps:
             if dep == task_id:
-                raise PlanError(f"step {task_id}: uses its own result (a cycle)", task_id)
+                raise PlanError(f"{step}: uses its own result (a cycle)")
             if dep not in self.seen:
                 raise PlanError(
-                    f"step {task_id}: uses the result of step {dep}, which is not a valid "
-                    "earlier step",
-                    task_id,
+                    f"{step}: uses the result of {self._step(dep)}, which is not a valid "
+                    "earlier step"
                 )
         call = call_key(tool_name, args)
         if call in self.calls:
             raise DuplicateTaskError(
-                f"step {task_id}: repeats step {self.calls[call]} ({tool_name} with the same "
-                "arguments)",
-                task_id,
+                f"{step}: repeats {self._step(self.calls[call])} ({tool_name} with the same "
+                "arguments)"
             )
         self.seen.add(task_id)
         self.calls[call] = task_id
@@ -296,7 +306,9 @@ async def stream_plan(
         max_tokens=max_tokens,
     )
     parser = TaskStreamParser()
-    validator = PlanValidator(tools={tool.name: tool for tool in tools}, max_tasks=max_tasks)
+    validator = PlanValidator(
+        tools={tool.name: tool for tool in tools}, max_tasks=max_tasks, id_offset=id_offset
+    )
     repeats = 0
     # aclosing: stopping early closes the model's HTTP stream at once, which ends its generation.
     async with aclosing(structured.astream(messages)) as chunks:
@@ -330,6 +342,39 @@ async def stream_plan(
         parser.finish()
     except PlanError as error:
         yield error
+
+
+async def stream_plan_with_fallback(
+    context: Context,
+    tier: TierName,
+    models: Mapping[str, BaseChatModel] | None,
+    started_at: float,
+    messages: Sequence[BaseMessage],
+    tools: Sequence[BaseTool],
+    max_tasks: int,
+    id_offset: int = 0,
+    min_tasks: int = 0,
+) -> AsyncIterator[PlannedTask | PlanError]:
+    """`stream_plan` on the routed tier; if it fails before its first step (down, 5xx, timeout),
+    on the other tier, with a `fallback` event, as the answer does. When the last tier tried
+    cannot be reached, BackendUnavailableError names its URL and the fix."""
+    tiers = fallback_order(tier)
+    for attempt, tier_tried in enumerate(tiers):
+        model = tier_model(context, tier_tried, models)
+        streamed = False
+        try:
+            plan = stream_plan(model, messages, tools, max_tasks, id_offset, min_tasks)
+            async with aclosing(plan) as steps:
+                async for step in steps:
+                    streamed = True
+                    yield step
+            return
+        except Exception as error:
+            if streamed or attempt == len(tiers) - 1:
+                if is_connection_error(error):
+                    raise unreachable(context, tier_tried) from error
+                raise
+            emit_fallback(context, started_at, "plan", tier_tried, tiers[attempt + 1], error)
 
 
 async def replay_plan(

@@ -9,6 +9,7 @@ task fail fast with a message naming it.
 import asyncio
 import contextvars
 import json
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -24,6 +25,7 @@ from expressway.toolbox import is_read_only
 from nodes.durable_tasks import CallJournal, SaveResult
 
 MAX_OUTPUT_CHARS = 4000
+_CUT_NOTE = re.compile(r"\.\.\. \[\d+ more characters cut\]$")
 CONTENT_BLOCK_TYPES = frozenset({"text", "image", "audio", "video", "file"})  # LangChain's
 # Threads are created lazily, so a large pool costs nothing until sync tools run in parallel.
 _SYNC_TOOL_POOL = ThreadPoolExecutor(max_workers=256, thread_name_prefix="expressway-tool")
@@ -45,7 +47,9 @@ def resolve_references(args: dict[str, Any], outputs: dict[int, str]) -> dict[st
 
 
 def _clip(text: str) -> str:
-    if len(text) <= MAX_OUTPUT_CHARS:
+    """The text cut to MAX_OUTPUT_CHARS, saying how much was cut; a text cut before stays."""
+    cut = _CUT_NOTE.search(text, MAX_OUTPUT_CHARS)
+    if len(text) <= MAX_OUTPUT_CHARS or (cut is not None and cut.start() == MAX_OUTPUT_CHARS):
         return text
     return f"{text[:MAX_OUTPUT_CHARS]}... [{len(text) - MAX_OUTPUT_CHARS} more characters cut]"
 
@@ -173,6 +177,12 @@ class TaskRunner:
             done: asyncio.Future[TaskResult] = loop.create_future()
             done.set_result(result)
             self._finished[result.id] = done
+            if result.status == "ok":
+                # A replan's call that an earlier round made reuses its result (one execution
+                # per identical call in a run); a failed call may be tried again.
+                output: asyncio.Future[str] = loop.create_future()
+                output.set_result(result.output)
+                self._calls.setdefault(call_key(result.tool, result.args), output)
 
     def submit(self, task: PlannedTask) -> None:
         """Schedule `task`; it starts as soon as every task in its deps has a result."""

@@ -9,11 +9,10 @@ from langgraph.types import Send
 
 from expressway.context import Context
 from expressway.events import now
-from expressway.models import is_connection_error, tier_model, unreachable
 from expressway.state import PlannedTask, State, TaskResult, call_key, last_question
 from expressway.toolbox import Toolbox
 from nodes.durable_tasks import CallJournal, SaveResult
-from nodes.planner import announce_plan, planner_messages, stream_plan
+from nodes.planner import announce_plan, planner_messages, stream_plan_with_fallback
 from nodes.task_runner import call_tool, execute_call
 from nodes.tool_choice import embed_question
 
@@ -36,27 +35,23 @@ async def propose_tool_calls(
     assert route is not None, "route_request runs first"
     tools = await toolbox.run_tools(context)  # first: an MCP server's start is not planning
     started = now()
-    model = tier_model(context, route.tier, toolbox.models)
     question = last_question(state)
     await embed_question(question, context.tool_ranking_layers)
     messages = planner_messages(question, tools, ranking_layers=context.tool_ranking_layers)
     errors: list[str] = []
-    try:
-        plan = stream_plan(
-            model,
-            messages,
-            tools,
-            context.max_plan_tasks,
-            min_tasks=int(route.require_tools),
-        )
-        calls = [
-            task
-            async for task in announce_plan(plan, state.started_at, errors, independent_only=True)
-        ]
-    except Exception as error:
-        if is_connection_error(error):
-            raise unreachable(context, route.tier) from error
-        raise
+    plan = stream_plan_with_fallback(
+        context,
+        route.tier,
+        toolbox.models,
+        state.started_at,
+        messages,
+        tools,
+        context.max_plan_tasks,
+        min_tasks=int(route.require_tools),
+    )
+    calls = [
+        task async for task in announce_plan(plan, state.started_at, errors, independent_only=True)
+    ]
     return {"pending_calls": calls, "plan_errors": errors, "timings": {"plan": now() - started}}
 
 

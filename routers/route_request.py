@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from langchain_core.messages import HumanMessage
 from langgraph.runtime import Runtime
 from langgraph.types import Overwrite
 
@@ -18,6 +19,12 @@ async def route_request(state: State, runtime: Runtime[Context]) -> dict[str, An
     classifier's tier but keeps its task."""
     started_at = now()
     emit(started_at, "run.started")
+    if state.messages and not isinstance(state.messages[-1], HumanMessage):
+        # Otherwise a turn that adds no message would answer the thread's last question again.
+        raise ValueError(
+            "no new question: the thread's latest message is "
+            f"{type(state.messages[-1]).__name__}, not the user's; send a human message"
+        )
     question = last_question(state)
     if not question:
         raise ValueError("the question is empty: send a human message with some text")

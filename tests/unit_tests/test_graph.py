@@ -142,6 +142,36 @@ async def test_fallback_to_the_other_tier_before_the_first_token() -> None:
     assert "".join(e["text"] for e in events if e["type"] == "token") == "from frontier"
 
 
+@pytest.mark.reliability("backends")
+async def test_the_plan_falls_back_to_the_other_tier_before_its_first_step() -> None:
+    broken = ScriptedChatModel(fail_with="connection refused")
+    healthy = ScriptedChatModel(plans=[TWO_LOOKUPS], answer="a and b.")
+    graph = build_graph(tools=[slow_lookup], models={"fast": broken, "frontier": healthy})
+    events = await _events(graph, "What is the status of order a and order b?")
+    fallbacks = [
+        (e["stage"], e["from_tier"], e["to_tier"]) for e in events if e["type"] == "fallback"
+    ]
+    assert fallbacks == [("plan", "fast", "frontier"), ("answer", "fast", "frontier")]
+    assert [e["tool"] for e in events if e["type"] == "task.finished"] == ["slow_lookup"] * 2
+    assert events[-1]["type"] == "run.finished" and events[-1]["tasks"] == 2
+
+
+@pytest.mark.reliability("input")
+async def test_a_turn_without_a_new_message_does_not_answer_the_last_one_again() -> None:
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    model = ScriptedChatModel(answer="Hello, Bob.")
+    graph = build_graph(
+        tools=[slow_lookup], models={"fast": model, "frontier": model}, checkpointer=InMemorySaver()
+    )
+    config = {"configurable": {"thread_id": "t-empty"}}
+    await graph.ainvoke({"messages": [("user", "hi, I am Bob")]}, config, context=Context())
+    for empty_turn in ({"messages": []}, {}):
+        with pytest.raises(ValueError, match="no new question"):
+            await graph.ainvoke(empty_turn, config, context=Context())
+    assert len((await graph.aget_state(config)).values["messages"]) == 2
+
+
 @pytest.mark.reliability("input")
 async def test_empty_question_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="question is empty"):

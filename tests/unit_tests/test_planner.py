@@ -181,3 +181,13 @@ async def test_a_plan_cut_by_its_token_budget_is_a_clear_error() -> None:
     assert requests[0]["max_completion_tokens"] == 2 * TOKENS_PER_TASK  # langchain-openai's name
     assert isinstance(items[0], PlannedTask)  # what arrived before the cut still runs
     assert isinstance(items[-1], PlanError) and "token limit" in str(items[-1])
+
+
+@pytest.mark.reliability("model output")
+async def test_a_replans_errors_name_its_steps_as_the_run_numbers_them() -> None:
+    plan = encode_plan([("sql_query", {"query": "SELECT 1"}), ("sql_query", {"query": "SELECT 1"})])
+    items = [i async for i in stream_plan(ScriptedChatModel(plans=[plan]), [], TOOLS, 8, 5)]
+    task, error = items
+    assert task.id == 6
+    assert isinstance(error, PlanError) and error.task_id == 7
+    assert str(error).startswith("step 7: repeats step 6 ")

@@ -181,3 +181,26 @@ async def test_langchain_tools_are_accepted_as_is() -> None:
 
     results = await _run([shout], [PlannedTask(1, "shout", {"text": "hi"})])
     assert results[0].output == "HI"
+
+
+async def test_a_replan_reuses_a_call_an_earlier_round_made_but_retries_a_failed_one() -> None:
+    made: list[str] = []
+
+    def lookup(key: str) -> str:
+        """Looks a key up."""
+        made.append(key)
+        return f"value of {key}"
+
+    earlier = [
+        TaskResult(1, "lookup", {"key": "a"}, "ok", "value of a", 0.0, 0.1),
+        TaskResult(2, "lookup", {"key": "b"}, "error", "error: lookup failed", 0.0, 0.1),
+    ]
+    runner = TaskRunner(as_tools([lookup]), now(), 5.0, 8, previous=earlier)
+    runner.submit(PlannedTask(3, "lookup", {"key": "a"}))
+    runner.submit(PlannedTask(4, "lookup", {"key": "b"}))
+    results = await runner.results()
+    assert [(r.id, r.status, r.output) for r in results] == [
+        (3, "ok", "value of a"),
+        (4, "ok", "value of b"),
+    ]
+    assert made == ["b"]
