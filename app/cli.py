@@ -293,6 +293,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     """Run bench/<name>.py; its main(argv) returns one JSON-serializable report."""
     import importlib
 
+    if args.name is None:
+        if {"-h", "--help"} & set(args.extra):
+            print(args.usage())
+            return 0
+        _say(args.usage())
+        return EXIT_USAGE
     report = importlib.import_module(f"bench.{args.name}").main(args.extra)
     print(json.dumps(report) if args.json else json.dumps(report, indent=2))
     return 0
@@ -338,10 +344,16 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--strict", action="store_true", help="exit 4 when a goal is not met")
     check.set_defaults(handler=cmd_check_tools)
 
-    bench = commands.add_parser("bench", help="run a benchmark and print its JSON report")
-    bench.add_argument("name", choices=BENCHMARKS)
+    # No -h of its own: `bench e2e --help` reaches the benchmark's parser and lists its options.
+    bench = commands.add_parser(
+        "bench",
+        help="run a benchmark and print its JSON report",
+        add_help=False,
+        usage="expressway bench NAME [--json] [the benchmark's options; NAME --help lists them]",
+    )
+    bench.add_argument("name", choices=BENCHMARKS, nargs="?")
     bench.add_argument("--json", action="store_true", help="one line of JSON")
-    bench.set_defaults(handler=cmd_bench)
+    bench.set_defaults(handler=cmd_bench, usage=bench.format_help)
     return parser
 
 

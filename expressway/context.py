@@ -1,7 +1,9 @@
 """The typed run configuration (LangGraph `context_schema`), with defaults from the environment."""
 
+import difflib
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Literal, get_args
@@ -313,3 +315,32 @@ class Context:
         if self.added_tier(tier):
             return f"`base_url` of tier {tier!r} in the routing table"
         return f"{ENV_PREFIX}{tier.upper()}_BASE_URL"
+
+
+# Variables read outside Context: the built-in tiers' API keys (read when a client is built), the
+# embedded server's cache folder, and the integration tests' server.
+OTHER_VARIABLES = frozenset(
+    {
+        f"{ENV_PREFIX}FAST_API_KEY",
+        f"{ENV_PREFIX}FRONTIER_API_KEY",
+        f"{ENV_PREFIX}CACHE_DIR",
+        f"{ENV_PREFIX}TEST_EMBEDDED_PORT",
+    }
+)
+
+
+def unknown_settings(environ: Mapping[str, str] = os.environ) -> list[str]:
+    """A warning for each EXPRESSWAY_* variable nothing reads (a misspelled setting would
+    otherwise be ignored without a word), naming the closest setting."""
+    known = (
+        {f"{ENV_PREFIX}{spec.name.upper()}" for spec in fields(Context)}
+        | OTHER_VARIABLES
+        | {tier.api_key_env for tier in ADDED_TIERS.values()}
+    )
+    warnings = []
+    for name in sorted(environ):
+        if name.startswith(ENV_PREFIX) and name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            warnings.append(f"{name} is not an Expressway setting and is ignored{hint}")
+    return warnings

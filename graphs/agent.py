@@ -9,6 +9,7 @@ MCP servers, chat models per tier and checkpointer. Importing this module starts
 nothing (MCP servers start on the first run that needs their tools).
 """
 
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from typing import Any, Literal
@@ -21,7 +22,7 @@ from langgraph.runtime import Runtime
 from langgraph.store.base import BaseStore
 from langgraph.types import Checkpointer
 
-from expressway.context import Context
+from expressway.context import Context, unknown_settings
 from expressway.mcp_tools import MCPServers
 from expressway.state import InputState, State
 from expressway.toolbox import Toolbox, as_tools
@@ -34,6 +35,8 @@ from routers import load_routing_table
 from routers.classifier import load_task_model
 from routers.route_request import route_request
 from tools import DEFAULT_TOOLS
+
+logger = logging.getLogger(__name__)
 
 
 def after_routing(
@@ -71,6 +74,8 @@ def build_graph(
     # Read the routing table, model and encoder now: a broken one fails at startup, naming it.
     # The planner's tool catalogue (the tools' embeddings) is built now too.
     load_routing_table()
+    for warning in unknown_settings():
+        logger.warning("%s (.env.example lists the settings)", warning)
     load_task_model()
     tool_catalog(toolbox.tools, Context().tool_ranking_layers)
     builder = StateGraph(State, input_schema=InputState, context_schema=Context)

@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from app.cli import ensure_backends, main
-from expressway.context import ConfigurationError, Context
+from expressway.context import ConfigurationError, Context, unknown_settings
 from expressway.models import BackendMisconfiguredError, BackendUnavailableError, check_backend
 
 
@@ -171,3 +171,27 @@ def test_ask_goes_on_when_one_tier_is_down_and_the_other_up(monkeypatch, keyed_s
     monkeypatch.setenv("EXPRESSWAY_FRONTIER_BASE_URL", "http://127.0.0.1:9/v1")
     with pytest.raises(BackendUnavailableError, match="unreachable"):
         ensure_backends(Context(), said.append)
+
+
+def test_cli_bench_help_lists_the_benchmarks_own_options(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "e2e", "--help"])
+    assert exit_info.value.code == 0
+    assert "--workload" in capsys.readouterr().out
+    assert main(["bench", "--help"]) == 0
+    assert "e2e" in capsys.readouterr().out
+    assert main(["bench"]) == 2
+
+
+@pytest.mark.reliability("configuration")
+def test_a_misspelled_setting_is_named_with_the_closest_one() -> None:
+    environ = {
+        "EXPRESSWAY_FAST_BASEURL": "http://gpu:8000/v1",
+        "EXPRESSWAY_FAST_API_KEY": "sk-...",
+        "EXPRESSWAY_TOOL_TIMEOUT_S": "5",
+        "OTHER_VARIABLE": "1",
+    }
+    assert unknown_settings(environ) == [
+        "EXPRESSWAY_FAST_BASEURL is not an Expressway setting and is ignored; "
+        "did you mean EXPRESSWAY_FAST_BASE_URL?"
+    ]
