@@ -94,9 +94,12 @@ class ProgressPrinter:
                 f"{t}  done   task {event['task_id']}: {event['status']} in "
                 f"{event['duration_s'] * 1000:.0f} ms -> {event['output'][:80]!r}"
             )
+        elif kind == "plan.started" and event.get("replan"):
+            self._line(f"{t}  replan {event['replan']}: planning again with the results so far")
         elif kind == "fallback":
             self._line(
-                f"{t}  fallback {event['from_tier']} -> {event['to_tier']}: {event['reason']}"
+                f"{t}  fallback ({event['stage']}) {event['from_tier']} -> {event['to_tier']}: "
+                f"{event['reason']}"
             )
         elif kind == "run.finished":
             self._timing_table(event["timings"])

@@ -1,5 +1,6 @@
 """Configuration errors name the variable; the CLI gives usage and backend errors clearly."""
 
+import io
 import json
 import threading
 from collections.abc import Iterator
@@ -7,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from app.cli import ensure_backends, main
+from app.cli import ProgressPrinter, ensure_backends, main
 from expressway.context import ConfigurationError, Context, unknown_settings
 from expressway.models import BackendMisconfiguredError, BackendUnavailableError, check_backend
 
@@ -194,4 +195,17 @@ def test_a_misspelled_setting_is_named_with_the_closest_one() -> None:
     assert unknown_settings(environ) == [
         "EXPRESSWAY_FAST_BASEURL is not an Expressway setting and is ignored; "
         "did you mean EXPRESSWAY_FAST_BASE_URL?"
+    ]
+
+
+def test_the_cli_shows_a_replan_and_which_stage_fell_back() -> None:
+    out, err = io.StringIO(), io.StringIO()
+    show = ProgressPrinter(out, err)
+    show({"type": "plan.started", "t": 0.0, "replan": 0})
+    show({"type": "plan.started", "t": 1.5, "replan": 1})
+    fallback = {"from_tier": "fast", "to_tier": "frontier", "reason": "unreachable"}
+    show({"type": "fallback", "t": 1.6, "stage": "plan", **fallback})
+    assert err.getvalue().splitlines() == [
+        "  1.500s  replan 1: planning again with the results so far",
+        "  1.600s  fallback (plan) fast -> frontier: unreachable",
     ]
