@@ -3,7 +3,7 @@
 import json
 import operator
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
@@ -12,8 +12,32 @@ from langgraph.graph import add_messages
 
 from expressway.context import TierName
 
-# "$2" or "${2}" in a task's string argument: the output of task 2.
-REFERENCE = re.compile(r"\$\{?(\d+)\}?")
+# "$2" or "${2}" in a task's string argument: the output of task 2. An amount such as "$25.00"
+# or "$1,200" is not one (the planner decides which of the rest are: `PlanValidator`).
+REFERENCE = re.compile(r"\$\{?(\d+)\}?(?!\d|[.,]\d)")
+
+
+def strings_in(value: Any) -> Iterator[str]:
+    """Every string in a tool argument's value, at any depth of its lists and objects."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from strings_in(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from strings_in(item)
+
+
+def map_strings(value: Any, change: Callable[[str], Any]) -> Any:
+    """`value` with `change` applied to each of its strings, at any depth of lists and objects."""
+    if isinstance(value, str):
+        return change(value)
+    if isinstance(value, list | tuple):
+        return [map_strings(item, change) for item in value]
+    if isinstance(value, dict):
+        return {key: map_strings(item, change) for key, item in value.items()}
+    return value
 
 
 @dataclass(frozen=True)

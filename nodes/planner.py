@@ -27,7 +27,14 @@ from expressway.models import (
     tier_model,
     unreachable,
 )
-from expressway.state import REFERENCE, PlannedTask, TaskResult, call_key
+from expressway.state import (
+    REFERENCE,
+    PlannedTask,
+    TaskResult,
+    call_key,
+    map_strings,
+    strings_in,
+)
 from expressway.toolbox import tool_parameters
 from nodes.prompts import FITTING_TOOLS_NOTE, PLANNER_SYSTEM, REPLAN_NOTE
 from nodes.tool_choice import ENCODER_LAYERS, tool_catalog
@@ -253,15 +260,21 @@ class PlanValidator:
                 f"{step}: bad arguments for {tool_name}: "
                 f"unknown {sorted(unknown)}, missing {sorted(missing)}"
             )
-        deps = {int(n) for value in args.values() for n in REFERENCE.findall(str(value))}
-        for dep in deps:
-            if dep == task_id:
-                raise PlanError(f"{step}: uses its own result (a cycle)")
-            if dep not in self.seen:
-                raise PlanError(
-                    f"{step}: uses the result of {self._step(dep)}, which is not a valid "
-                    "earlier step"
-                )
+        deps = set()
+        for text in strings_in(args):
+            whole = REFERENCE.fullmatch(text.strip())
+            for match in REFERENCE.finditer(text):
+                dep = int(match.group(1))
+                if dep > task_id and not whole:
+                    continue  # "a refund of $25" names no later step: it is text
+                if dep == task_id:
+                    raise PlanError(f"{step}: uses its own result (a cycle)")
+                if dep not in self.seen:
+                    raise PlanError(
+                        f"{step}: uses the result of {self._step(dep)}, which is not a valid "
+                        "earlier step"
+                    )
+                deps.add(dep)
         call = call_key(tool_name, args)
         if call in self.calls:
             raise DuplicateTaskError(
@@ -277,12 +290,12 @@ def offset_task(task: PlannedTask, offset: int) -> PlannedTask:
     """Renumber a replan's task (numbered from 1 in its own plan) after the earlier results."""
     if not offset:
         return task
-    args = {
-        name: REFERENCE.sub(lambda m: f"${int(m.group(1)) + offset}", value)
-        if isinstance(value, str)
-        else value
-        for name, value in task.args.items()
-    }
+
+    def shift(match: re.Match[str]) -> str:
+        dep = int(match.group(1))
+        return f"${dep + offset}" if dep in task.deps else match.group(0)
+
+    args = map_strings(task.args, lambda text: REFERENCE.sub(shift, text))
     return PlannedTask(task.id + offset, task.tool, args, [dep + offset for dep in task.deps])
 
 

@@ -20,7 +20,7 @@ from langsmith.utils import tracing_is_enabled
 from pydantic import BaseModel
 
 from expressway.events import emit, now
-from expressway.state import REFERENCE, PlannedTask, TaskResult, call_key
+from expressway.state import REFERENCE, PlannedTask, TaskResult, call_key, map_strings
 from expressway.toolbox import is_read_only
 from nodes.durable_tasks import CallJournal, SaveResult
 
@@ -32,18 +32,18 @@ _SYNC_TOOL_POOL = ThreadPoolExecutor(max_workers=256, thread_name_prefix="expres
 
 
 def resolve_references(args: dict[str, Any], outputs: dict[int, str]) -> dict[str, Any]:
-    """Replace "$N" in string arguments with task N's output ("$N" alone keeps the raw output,
-    which the tool's own argument parsing then converts, e.g. to a number)."""
+    """Replace "$N" in the arguments' strings (also inside lists and objects) with the output of
+    task N, for each task N in `outputs` (the task's dependencies); any other "$N" is text, such
+    as a price. A string that is only "$N" becomes the raw output, which the tool's own argument
+    parsing then converts (e.g. to a number)."""
 
-    def substitute(value: Any) -> Any:
-        if not isinstance(value, str):
-            return value
-        whole = REFERENCE.fullmatch(value.strip())
-        if whole:
+    def substitute(text: str) -> str:
+        whole = REFERENCE.fullmatch(text.strip())
+        if whole and int(whole.group(1)) in outputs:
             return outputs[int(whole.group(1))]
-        return REFERENCE.sub(lambda match: outputs[int(match.group(1))], value)
+        return REFERENCE.sub(lambda match: outputs.get(int(match.group(1)), match.group(0)), text)
 
-    return {name: substitute(value) for name, value in args.items()}
+    return map_strings(args, substitute)
 
 
 def _clip(text: str) -> str:

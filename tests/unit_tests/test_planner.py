@@ -63,7 +63,7 @@ def _step(tool: str, args: object) -> str:
         (_step("calculator", {"expr": "1"}), "bad arguments"),
         (_step("calculator", {}), "missing"),
         (_step("calculator", {"expression": "$1"}), "its own result"),
-        (_step("calculator", {"expression": "$2 + 1"}), "not a valid earlier step"),
+        (_step("calculator", {"expression": "$2"}), "not a valid earlier step"),
         (_step("calculator", "1+1"), "must be an object"),
         ('{"calculator": {"expression": "1"}, "sql_query": {"query": "x"}}', "must be"),
         ('{"calculator": {"expression": ', "not valid JSON"),
@@ -80,11 +80,12 @@ def test_a_step_may_only_use_earlier_valid_steps() -> None:
     validator = _validator()
     with pytest.raises(PlanError, match="unknown tool"):
         validator.check(_step("teleport", {}))
-    # Step 2 may not use step 1 (invalid), nor step 3 (later: a cycle cannot be written).
+    # Step 2 may not use step 1 (invalid), nor step 3 (later: a cycle cannot be written). Inside
+    # a text, a later "$4" is a price, not a step; alone it can only be a step.
     with pytest.raises(PlanError, match="step 1, which is not a valid earlier step"):
         validator.check(_step("calculator", {"expression": "$1 + 1"}))
     with pytest.raises(PlanError, match="step 4, which is not a valid earlier step"):
-        validator.check(_step("calculator", {"expression": "$4 + 1"}))
+        validator.check(_step("calculator", {"expression": "$4"}))
 
 
 def test_references_become_dependencies() -> None:
@@ -191,3 +192,20 @@ async def test_a_replans_errors_name_its_steps_as_the_run_numbers_them() -> None
     assert task.id == 6
     assert isinstance(error, PlanError) and error.task_id == 7
     assert str(error).startswith("step 7: repeats step 6 ")
+
+
+@pytest.mark.reliability("model output")
+def test_a_price_is_text_and_a_reference_counts_at_any_depth() -> None:
+    validator = _validator()
+    validator.check(_step("sql_query", {"query": "SELECT 1"}))
+    prices = "refund of $25, $1,200 or $3.50 (step 2 of $40)"
+    task = validator.check(_step("calculator", {"expression": prices}))
+    assert task.deps == []
+
+    def tag_customers(ids: list[str], owner: dict[str, str]) -> str:
+        """Tags customers by id for an owner."""
+        return "tagged"
+
+    validator.tools["tag_customers"] = as_tools([tag_customers])[0]
+    nested = validator.check(_step("tag_customers", {"ids": ["$1"], "owner": {"id": "${1}"}}))
+    assert nested.deps == [1]

@@ -204,3 +204,16 @@ async def test_a_replan_reuses_a_call_an_earlier_round_made_but_retries_a_failed
         (4, "ok", "value of b"),
     ]
     assert made == ["b"]
+
+
+def test_references_are_filled_in_nested_values_and_prices_are_left_alone() -> None:
+    args = {
+        "ids": ["$1", "x"],
+        "customer": {"name": "$1", "note": "fee of $1,200 or $2.50 for $1"},
+        "body": "refund of $25",
+    }
+    assert resolve_references(args, {1: "ACME"}) == {
+        "ids": ["ACME", "x"],
+        "customer": {"name": "ACME", "note": "fee of $1,200 or $2.50 for ACME"},
+        "body": "refund of $25",
+    }
