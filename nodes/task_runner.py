@@ -88,7 +88,27 @@ async def call_tool(tool: BaseTool, args: dict[str, Any], timeout_s: float) -> s
     else:
         context = contextvars.copy_context()
         call = asyncio.get_running_loop().run_in_executor(_SYNC_TOOL_POOL, context.run, run_sync)
-    return output_text(await asyncio.wait_for(call, timeout=timeout_s))
+    return output_text(await asyncio.wait_for(_contained(call), timeout=timeout_s))
+
+
+class ToolEscapedError(RuntimeError):
+    """A tool raised what would stop more than its own call (SystemExit, CancelledError)."""
+
+
+async def _contained(call: Awaitable[Any]) -> Any:
+    """Await a tool's call, keeping to it what it raises that would stop more than the call: a
+    wrapped CLI's sys.exit (argparse exits on bad arguments) would end the event loop and every
+    run on it, and a CancelledError of its own would cancel the run. A real cancellation (a
+    timeout, the run cancelled) still goes through."""
+    try:
+        return await call
+    except SystemExit as error:
+        raise ToolEscapedError(f"the tool called sys.exit({error.code!r})") from None
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        raise ToolEscapedError("the tool raised CancelledError without being cancelled") from None
 
 
 def output_text(output: Any) -> str:
@@ -106,7 +126,8 @@ def output_text(output: Any) -> str:
     ):
         return "\n".join(block.get("text") or f"[{block['type']} content]" for block in output)
     try:
-        return json.dumps(output, default=str)
+        # Names and places as they are written, not as \u escapes the model cannot quote.
+        return json.dumps(output, default=str, ensure_ascii=False)
     except (TypeError, ValueError):
         return repr(output)
 
@@ -132,7 +153,8 @@ async def execute_call(
     except TimeoutError:
         output, status = f"error: {tool_name} timed out after {timeout_s:g} s", "error"
     except Exception as error:  # a tool's failure is data for the answer, not a crash
-        output, status = f"error: {tool_name} failed: {type(error).__name__}: {error}", "error"
+        output = _clip(f"error: {tool_name} failed: {type(error).__name__}: {error}")
+        status = "error"
     finished_s = round(now() - started_at, 6)
     result = TaskResult(task_id, tool_name, args, status, output, started_s, finished_s)
     if save is not None:

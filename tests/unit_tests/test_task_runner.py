@@ -10,7 +10,7 @@ from langchain_core.tools import tool
 from expressway.events import now
 from expressway.state import PlannedTask, TaskResult
 from expressway.toolbox import as_tools
-from nodes.task_runner import TaskRunner, resolve_references
+from nodes.task_runner import MAX_OUTPUT_CHARS, TaskRunner, resolve_references
 
 
 def _overlap(results: list[TaskResult]) -> bool:
@@ -217,3 +217,42 @@ def test_references_are_filled_in_nested_values_and_prices_are_left_alone() -> N
         "customer": {"name": "ACME", "note": "fee of $1,200 or $2.50 for ACME"},
         "body": "refund of $25",
     }
+
+
+@pytest.mark.reliability("tools")
+async def test_a_tool_that_exits_or_cancels_itself_fails_alone() -> None:
+    def wrapped_cli(argv: str) -> str:
+        """Runs a command-line program (argparse exits on bad arguments)."""
+        raise SystemExit(2)
+
+    async def async_exit(argv: str) -> str:
+        """The same, async."""
+        raise SystemExit(1)
+
+    async def cancels_itself(key: str) -> str:
+        """A client that raises CancelledError on its own."""
+        raise asyncio.CancelledError
+
+    def huge_error(key: str) -> str:
+        """Fails with a very long message."""
+        raise ValueError("E" * 1_000_000)
+
+    def names(key: str) -> dict:
+        """Returns names in their own scripts."""
+        return {"name": "Jürgen Müller", "city": "東京"}
+
+    tools = [wrapped_cli, async_exit, cancels_itself, huge_error, names, _sleepy_sync(0.05)]
+    tasks = [
+        PlannedTask(1, "wrapped_cli", {"argv": "--bad"}),
+        PlannedTask(2, "async_exit", {"argv": "--bad"}),
+        PlannedTask(3, "cancels_itself", {"key": "a"}),
+        PlannedTask(4, "huge_error", {"key": "a"}),
+        PlannedTask(5, "names", {"key": "a"}),
+        PlannedTask(6, "sleepy_sync", {"label": "sibling"}),
+    ]
+    results = await _run(tools, tasks)
+    assert [r.status for r in results] == ["error"] * 4 + ["ok"] * 2
+    assert "sys.exit(2)" in results[0].output and "sys.exit(1)" in results[1].output
+    assert "raised CancelledError" in results[2].output
+    assert len(results[3].output) < MAX_OUTPUT_CHARS + 100
+    assert results[4].output == '{"name": "Jürgen Müller", "city": "東京"}'
