@@ -13,7 +13,7 @@ from expressway.events import iter_events
 from expressway.toolbox import as_tools, read_only
 from graphs.agent import build_graph
 from nodes import plan_and_schedule
-from nodes.plan_cache import PlanCache, make_template
+from nodes.plan_cache import PlanCache, make_template, match_parts
 from nodes.planner import encode_plan
 
 CALLS: Counter[str] = Counter()
@@ -60,11 +60,30 @@ def _fresh_counts():
 
 
 def test_a_template_slots_the_words_its_arguments_copied() -> None:
-    pattern, steps = make_template(
+    parts, steps = make_template(
         "What is the status of order A-1001?", [("order_status", {"order": "A-1001"})]
     )
     assert steps == [{"tool": "order_status", "args": {"order": "⟦0⟧"}}]
-    assert "(.+?)" in pattern and "status" in pattern
+    assert parts == ["what is the status of order ", "?"]
+    assert match_parts(parts, "what is the STATUS of order B-2002 and C-3003?") == [
+        "B-2002 and C-3003"
+    ]
+    assert match_parts(parts, "What is the status of order ?") is None  # a slot has words
+    assert match_parts(parts, "What was the status of order B-2002?") is None
+
+
+async def test_a_long_near_miss_question_is_matched_in_linear_time() -> None:
+    codes = ["A1", "B2", "C3", "D4", "E5", "F6", "G7", "H8"]
+    parts, _ = make_template(
+        f"How many units are in stock for {', '.join(codes)}?",
+        [("stock", {"sku": code}) for code in codes],
+    )
+    assert len(parts) == 9
+    # A regular expression of eight lazy groups backtracked for minutes on this question.
+    near_miss = f"How many units are in stock for {', '.join(f'w{i}' for i in range(60))} and which is cheapest"
+    assert match_parts(parts, near_miss) is None
+    words = match_parts(parts, f"How many units are in stock for {', '.join(codes[::-1])}?")
+    assert words == codes[::-1]
 
 
 async def test_a_matching_template_starts_read_only_calls_before_the_plan_and_is_adopted() -> None:
