@@ -44,6 +44,9 @@ MAX_REPEATS = 2  # consecutive repeated tasks after which the rest of a plan is 
 # which would otherwise generate up to the context limit: minutes on a CPU.
 TOKENS_PER_TASK = 64
 PLAN_KEY = "plan"
+# The plan's text up to its array: a model held to the schema writes nothing before it, so steps
+# anywhere else ({"notes": [...]}, another key first) are never run.
+_PLAN_OPENING = re.compile(rf'\s*\{{\s*"{PLAN_KEY}"\s*:\s*\[')
 _WORD = re.compile(r"\w+")
 
 
@@ -157,6 +160,8 @@ class TaskStreamParser:
 
     def __init__(self) -> None:
         self._depth = 0
+        self._in_plan = False  # inside the "plan" key's array (steps elsewhere never run)
+        self.steps_found = 0
         self._in_string = False
         self._escaped = False
         self._task_start: int | None = None
@@ -182,13 +187,18 @@ class TaskStreamParser:
                 self._in_string = True
             elif char in "{[":
                 self._depth += 1
+                if char == "[" and self._depth == 2:
+                    self._in_plan = _PLAN_OPENING.fullmatch("".join(self._buffer)) is not None
                 # Depth 3 is a step object: {"plan": [ {...} ]}
-                if char == "{" and self._depth == 3:
+                if char == "{" and self._depth == 3 and self._in_plan:
                     self._task_start = self._length - 1
             elif char in "}]":
                 if char == "}" and self._depth == 3 and self._task_start is not None:
                     complete.append("".join(self._buffer[self._task_start :]))
                     self._task_start = None
+                    self.steps_found += 1
+                if char == "]" and self._depth == 2:
+                    self._in_plan = False
                 self._depth -= 1
         self.text = "".join(self._buffer)
         return complete
@@ -204,6 +214,11 @@ class TaskStreamParser:
             ) from error
         if not isinstance(plan, dict) or not isinstance(plan.get(PLAN_KEY), list):
             raise PlanError(f'the plan must be {{"{PLAN_KEY}": [...]}}, got: {self.text[:120]!r}')
+        if set(plan) != {PLAN_KEY} or len(plan[PLAN_KEY]) != self.steps_found:
+            raise PlanError(
+                f'the plan must be {{"{PLAN_KEY}": [...]}} alone, its steps first: steps written '
+                f"anywhere else were not run; got: {self.text[:120]!r}"
+            )
 
 
 @dataclass

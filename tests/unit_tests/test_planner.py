@@ -209,3 +209,18 @@ def test_a_price_is_text_and_a_reference_counts_at_any_depth() -> None:
     validator.tools["tag_customers"] = as_tools([tag_customers])[0]
     nested = validator.check(_step("tag_customers", {"ids": ["$1"], "owner": {"id": "${1}"}}))
     assert nested.deps == [1]
+
+
+@pytest.mark.parametrize(
+    "plan",
+    [
+        '{"plan": [{"current_time": {"timezone": "UTC"}}], "notes": [{"sql_query": {}}]}',
+        '{"steps": [{"sql_query": {"query": "x"}}]}',
+        '{"notes": [], "plan": [{"sql_query": {"query": "x"}}]}',
+    ],
+)
+@pytest.mark.reliability("model output")
+async def test_steps_outside_the_plans_array_never_run(plan: str) -> None:
+    items = [item async for item in stream_plan(ScriptedChatModel(plans=[plan]), [], TOOLS, 8)]
+    assert not any(isinstance(item, PlannedTask) and item.tool == "sql_query" for item in items)
+    assert isinstance(items[-1], PlanError) and 'must be {"plan": [...]}' in str(items[-1])
