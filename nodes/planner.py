@@ -154,6 +154,10 @@ class DuplicateTaskError(PlanError):
     """A step repeats an earlier step of the same plan (small models can loop on one call)."""
 
 
+class PlanTooLongError(PlanError):
+    """The plan goes on past its step limit."""
+
+
 class TaskStreamParser:
     """Incremental scanner over the plan's JSON text: returns each step of the plan's array as
     soon as its closing brace arrives, without waiting for the rest of the plan."""
@@ -257,9 +261,9 @@ class PlanValidator:
             raise PlanError(f'{step} must be {{"<tool>": {{<arguments>}}}}, got: {text[:120]}')
         [(tool_name, args)] = raw.items()
         if len(self.seen) >= self.max_tasks:
-            raise PlanError(
+            raise PlanTooLongError(
                 f"{step}: a plan may have at most {self.max_tasks} steps "
-                "(EXPRESSWAY_MAX_PLAN_TASKS)"
+                "(EXPRESSWAY_MAX_PLAN_TASKS); the rest of the plan is not read"
             )
         if tool_name not in self.tools:
             raise PlanError(
@@ -339,12 +343,25 @@ async def stream_plan(
     )
     repeats = 0
     # aclosing: stopping early closes the model's HTTP stream at once, which ends its generation.
+    received = 0
     async with aclosing(structured.astream(messages)) as chunks:
         try:
             async for chunk in chunks:
+                # Every chunk holds a token or more, so this bounds a backend that ignores
+                # max_tokens (or a chat model passed in without it) as the server would.
+                received += 1
+                if received > max_tokens:
+                    yield PlanError(
+                        f"the plan ran past its {max_tokens}-token limit (the backend did not "
+                        "stop it); the steps read before it run"
+                    )
+                    return
                 for step in parser.feed(chunk.text):
                     try:
                         task = validator.check(step)
+                    except PlanTooLongError as error:
+                        yield error
+                        return
                     except DuplicateTaskError as error:
                         repeats += 1
                         yield error

@@ -174,7 +174,8 @@ async def test_a_plan_cut_by_its_token_budget_is_a_clear_error() -> None:
 
     def remember(request: dict) -> str:
         requests.append(request)
-        return PLAN * 3  # runs on past the budget, as a small model's plan can
+        # A string that runs on past the budget, as a small model's plan can.
+        return PLAN[: PLAN.index("}},") + 3] + '{"sql_query": {"query": "' + "SELECT " * 500
 
     with RunningSimulator(SimulatedBackend(remember)) as simulator:
         model = ChatOpenAI(base_url=simulator.base_url, api_key="none", model="fast")
@@ -224,3 +225,17 @@ async def test_steps_outside_the_plans_array_never_run(plan: str) -> None:
     items = [item async for item in stream_plan(ScriptedChatModel(plans=[plan]), [], TOOLS, 8)]
     assert not any(isinstance(item, PlannedTask) and item.tool == "sql_query" for item in items)
     assert isinstance(items[-1], PlanError) and 'must be {"plan": [...]}' in str(items[-1])
+
+
+@pytest.mark.reliability("model output")
+async def test_a_plan_from_a_backend_that_ignores_max_tokens_is_cut_off() -> None:
+    """A chat model passed to build_graph may not apply max_tokens: the planner stops reading."""
+    endless_steps = encode_plan([("calculator", {"expression": f"{i} + 1"}) for i in range(500)])
+    items = [
+        item async for item in stream_plan(ScriptedChatModel(plans=[endless_steps]), [], TOOLS, 4)
+    ]
+    assert [type(item).__name__ for item in items] == ["PlannedTask"] * 4 + ["PlanTooLongError"]
+    endless_string = '{"plan": [{"sql_query": {"query": "' + "SELECT " * 5000
+    model = ScriptedChatModel(plans=[endless_string], chunk_chars=4)
+    items = [item async for item in stream_plan(model, [], TOOLS, 2)]
+    assert len(items) == 1 and "ran past its 128-token limit" in str(items[0])
