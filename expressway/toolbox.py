@@ -1,5 +1,6 @@
 """The run's tools and model overrides, and the flag a tool sets to say it has no side effects."""
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -86,6 +87,13 @@ def as_tools(functions: Iterable[Callable[..., Any] | BaseTool]) -> list[BaseToo
         for question, arguments in reversed(getattr(function, f"__{PLAN_EXAMPLES}__", [])):
             example(question, **arguments)(wrapped)
         tools.append(wrapped)
+    names = Counter(tool.name for tool in tools)
+    if repeated := sorted(name for name, count in names.items() if count > 1):
+        # The planner could not tell them apart, and only one of them would ever run.
+        raise ValueError(
+            f"two or more tools are named {', '.join(map(repr, repeated))}: give each tool its "
+            "own name (the function's name, or name= of LangChain's @tool)"
+        )
     return tools
 
 

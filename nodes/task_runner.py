@@ -8,11 +8,12 @@ task fail fast with a message naming it.
 
 import asyncio
 import contextvars
+import inspect
 import json
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any
 
 from langchain_core.tools import BaseTool, StructuredTool
@@ -64,8 +65,24 @@ def _direct_call(tool: BaseTool) -> bool:
         and tool.response_format == "content"  # content_and_artifact: invoke splits the pair
         and isinstance(tool.args_schema, type)
         and issubclass(tool.args_schema, BaseModel)
+        and _takes_only_its_arguments(tool.coroutine or tool.func, tool.args_schema)
         and not tracing_is_enabled()
     )
+
+
+@lru_cache(maxsize=1024)
+def _takes_only_its_arguments(function: Callable[..., Any] | None, schema: type[BaseModel]) -> bool:
+    """Whether the function's parameters are all arguments the model gives: one that also takes
+    what LangChain injects (a `config: RunnableConfig`, callbacks, an InjectedToolArg) is called
+    through invoke, which fills them in."""
+    if function is None:
+        return False
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    named = {p.name for p in parameters if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    return named <= set(schema.model_fields)
 
 
 async def call_tool(tool: BaseTool, args: dict[str, Any], timeout_s: float) -> str:

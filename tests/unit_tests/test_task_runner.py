@@ -256,3 +256,14 @@ async def test_a_tool_that_exits_or_cancels_itself_fails_alone() -> None:
     assert "raised CancelledError" in results[2].output
     assert len(results[3].output) < MAX_OUTPUT_CHARS + 100
     assert results[4].output == '{"name": "Jürgen Müller", "city": "東京"}'
+
+
+async def test_a_tool_that_takes_langchains_config_gets_it() -> None:
+    from langchain_core.runnables import RunnableConfig
+
+    async def whoami(greeting: str, config: RunnableConfig) -> str:
+        """Says who is calling (the user comes from the run's config)."""
+        return f"{greeting}, {config.get('configurable', {}).get('user', 'nobody')}"
+
+    [result] = await _run([whoami], [PlannedTask(1, "whoami", {"greeting": "hi"})])
+    assert (result.status, result.output) == ("ok", "hi, nobody")

@@ -1,5 +1,6 @@
 """The read-only flag on functions, LangChain tools and MCP tools; undeclared means side effects."""
 
+import pytest
 from langchain_core.tools import StructuredTool
 
 from expressway.toolbox import as_tools, is_read_only, read_only
@@ -39,3 +40,15 @@ def test_an_mcp_read_only_hint_counts() -> None:
 
 def test_the_shipped_tools_are_all_read_only() -> None:
     assert all(is_read_only(tool) for tool in as_tools(DEFAULT_TOOLS))
+
+
+def test_two_tools_of_one_name_are_refused_by_name() -> None:
+    def lookup(key: str) -> str:
+        """Looks a key up in the order store."""
+        return key
+
+    other = StructuredTool.from_function(
+        lambda key: key, name="lookup", description="Looks a key up in the CRM."
+    )
+    with pytest.raises(ValueError, match="named 'lookup'"):
+        as_tools([lookup, other])
