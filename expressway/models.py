@@ -6,6 +6,7 @@ import os
 import weakref
 from collections.abc import AsyncIterator, Mapping
 from contextlib import suppress
+from typing import TypeVar
 
 import httpx
 import httpx2
@@ -15,6 +16,8 @@ from langchain_core.language_models import BaseChatModel
 from expressway.context import ENV_PREFIX, Context, TierName
 from expressway.events import emit
 from expressway.openai_stream import StreamingChatOpenAI
+
+Item = TypeVar("Item")
 
 
 def _get_models(base_url: str, timeout_s: float, api_key: str = "") -> httpx.Response:
@@ -248,6 +251,23 @@ def check_backend(context: Context, tier: TierName, timeout_s: float = 2.0) -> N
             f"the URL right? An OpenAI-compatible one usually ends in /v1 "
             f"({context.base_url_setting(tier)})."
         )
+
+
+async def first_within(stream: AsyncIterator[Item], timeout_s: float) -> AsyncIterator[Item]:
+    """The stream's items, failing with TimeoutError if the first takes over `timeout_s` (for a
+    chat model passed to build_graph, which may have no timeout of its own)."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            first = await anext(stream)
+    except StopAsyncIteration:
+        return
+    except TimeoutError as error:
+        raise TimeoutError(
+            f"no output within {timeout_s:g} s (EXPRESSWAY_MODEL_TIMEOUT_S)"
+        ) from error
+    yield first
+    async for item in stream:
+        yield item
 
 
 def raise_if_cancelled() -> None:

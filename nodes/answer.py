@@ -15,6 +15,7 @@ from expressway.events import emit, now
 from expressway.models import (
     emit_fallback,
     fallback_order,
+    first_within,
     is_connection_error,
     raise_if_cancelled,
     tier_model,
@@ -136,7 +137,10 @@ async def stream_model_answer(
             stream = model.bind(max_tokens=route.max_tokens, **busy)
             # aclosing: leaving early closes the HTTP stream at once, which ends the generation.
             async with aclosing(stream.astream(messages)) as chunks:
-                async for chunk in chunks:
+                # The tiers' HTTP client times each attempt out itself (and retries once).
+                passed_in = toolbox.models and tier in toolbox.models
+                timed = first_within(chunks, context.model_timeout_s) if passed_in else chunks
+                async for chunk in timed:
                     if not chunk.text:
                         continue
                     if first_token_at is None:

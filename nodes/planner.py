@@ -22,6 +22,7 @@ from expressway.events import emit
 from expressway.models import (
     emit_fallback,
     fallback_order,
+    first_within,
     is_connection_error,
     raise_if_cancelled,
     tier_model,
@@ -325,12 +326,14 @@ async def stream_plan(
     max_tasks: int,
     id_offset: int = 0,
     min_tasks: int = 0,
+    first_token_timeout_s: float | None = None,
 ) -> AsyncIterator[PlannedTask | PlanError]:
     """Yield each valid step as soon as the model has written it, and a PlanError for each invalid
     step (or a plan that is not valid JSON). Steps are numbered from 1; on a replan they are
     renumbered after `id_offset` so they never collide with earlier results. A plan that keeps
     repeating a step is cut off rather than read to its token limit, and a plan's tokens are
-    bounded by `max_tasks`. `min_tasks` > 0 makes the schema require that many steps."""
+    bounded by `max_tasks`. `min_tasks` > 0 makes the schema require that many steps; a first
+    chunk slower than `first_token_timeout_s` raises TimeoutError."""
     schema = plan_json_schema(tools, max_tasks, min_tasks)
     max_tokens = TOKENS_PER_TASK * max_tasks
     structured = model.bind(
@@ -346,7 +349,8 @@ async def stream_plan(
     received = 0
     async with aclosing(structured.astream(messages)) as chunks:
         try:
-            async for chunk in chunks:
+            timed = first_within(chunks, first_token_timeout_s) if first_token_timeout_s else chunks
+            async for chunk in timed:
                 # Every chunk holds a token or more, so this bounds a backend that ignores
                 # max_tokens (or a chat model passed in without it) as the server would.
                 received += 1
@@ -408,7 +412,9 @@ async def stream_plan_with_fallback(
         model = tier_model(context, tier_tried, models)
         streamed = False
         try:
-            plan = stream_plan(model, messages, tools, max_tasks, id_offset, min_tasks)
+            # The tiers' HTTP client times each attempt out itself (and retries once).
+            timeout_s = context.model_timeout_s if models and tier_tried in models else None
+            plan = stream_plan(model, messages, tools, max_tasks, id_offset, min_tasks, timeout_s)
             async with aclosing(plan) as steps:
                 async for step in steps:
                     streamed = True

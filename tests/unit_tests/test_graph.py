@@ -156,6 +156,20 @@ async def test_the_plan_falls_back_to_the_other_tier_before_its_first_step() -> 
     assert events[-1]["type"] == "run.finished" and events[-1]["tasks"] == 2
 
 
+@pytest.mark.reliability("backends")
+async def test_a_passed_in_model_that_stalls_falls_back_after_the_model_timeout() -> None:
+    """The tiers' HTTP client times out by itself; a chat model passed to build_graph may not."""
+    stalled = ScriptedChatModel(plans=[TWO_LOOKUPS], delay_s=30)
+    healthy = ScriptedChatModel(plans=[TWO_LOOKUPS], answer="a and b.")
+    graph = build_graph(tools=[slow_lookup], models={"fast": stalled, "frontier": healthy})
+    question = "What is the status of order a and order b?"
+    events = await asyncio.wait_for(_events(graph, question, model_timeout_s=0.2), 20)
+    fallbacks = [(e["stage"], e["reason"]) for e in events if e["type"] == "fallback"]
+    reason = "TimeoutError: no output within 0.2 s (EXPRESSWAY_MODEL_TIMEOUT_S)"
+    assert fallbacks == [("plan", reason), ("answer", reason)]
+    assert "".join(e["text"] for e in events if e["type"] == "token") == "a and b."
+
+
 @pytest.mark.reliability("input")
 async def test_a_turn_without_a_new_message_does_not_answer_the_last_one_again() -> None:
     from langgraph.checkpoint.memory import InMemorySaver
