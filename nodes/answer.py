@@ -130,6 +130,7 @@ async def stream_model_answer(
     for attempt, tier in enumerate(tiers):
         model = tier_model(context, tier, toolbox.models)
         model_name = route.model or context.model_name(tier)
+        passed_in = tier in toolbox.models
         try:
             busy = busy_stream_options(
                 model, context.token_merge_window_ms / 1000, context.busy_stream_interval
@@ -138,7 +139,6 @@ async def stream_model_answer(
             # aclosing: leaving early closes the HTTP stream at once, which ends the generation.
             async with aclosing(stream.astream(messages)) as chunks:
                 # The tiers' HTTP client times each attempt out itself (and retries once).
-                passed_in = toolbox.models and tier in toolbox.models
                 timed = first_within(chunks, context.model_timeout_s) if passed_in else chunks
                 async for chunk in timed:
                     if not chunk.text:
@@ -170,8 +170,9 @@ async def stream_model_answer(
         except Exception as error:
             # Only a failure before any token is retried: a half-streamed answer cannot be undone.
             if parts:
+                source = "the model passed to build_graph" if passed_in else context.base_url(tier)
                 raise AnswerStreamBrokenError(
-                    f"the {tier} tier's answer stream from {context.base_url(tier)} broke after "
+                    f"the {tier} tier's answer stream from {source} broke after "
                     f"{len(parts)} chunks ({type(error).__name__}: {error}); the answer shown is "
                     "incomplete: ask again"
                 ) from error
