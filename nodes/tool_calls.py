@@ -1,8 +1,7 @@
 """The parallel_calls mode: one model turn proposes several tool calls, each runs in its own
 branch (LangGraph `Send`), and the results are joined in call order."""
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from langgraph.runtime import Runtime
 from langgraph.types import Send
@@ -17,11 +16,14 @@ from nodes.task_runner import call_tool, execute_call
 from nodes.tool_choice import embed_question
 
 
-@dataclass
-class ToolCall:
-    """What one fan-out branch receives: the call and the run's clock."""
+class ToolCall(TypedDict):
+    """What one fan-out branch receives: the call and the run's clock. Plain data: a branch's
+    input is saved in the checkpoint, and LangGraph's strict deserialization (its announced
+    default) refuses classes it does not know, which would stop a resumed run."""
 
-    call: PlannedTask
+    id: int
+    tool: str
+    args: dict[str, Any]
     started_at: float
 
 
@@ -59,7 +61,13 @@ def fan_out_calls(state: State) -> list[Send] | str:
     """One `run_tool_call` branch per proposed call, all in the same step; none -> answer."""
     if not state.pending_calls:
         return "answer"
-    return [Send("run_tool_call", ToolCall(call, state.started_at)) for call in state.pending_calls]
+    return [
+        Send(
+            "run_tool_call",
+            ToolCall(id=call.id, tool=call.tool, args=call.args, started_at=state.started_at),
+        )
+        for call in state.pending_calls
+    ]
 
 
 async def run_tool_call(
@@ -68,18 +76,17 @@ async def run_tool_call(
     """Read one call; write its result to `results` (the answer orders them by call id).
     Emits `task.started` and `task.finished`, or `task.in_doubt` when the branch is resumed after
     a crash that stopped it while it ran a tool with side effects (nodes/durable_tasks.py)."""
-    call, timeout_s = branch.call, runtime.context.tool_timeout_s
+    call = PlannedTask(branch["id"], branch["tool"], branch["args"])
+    started_at, timeout_s = branch["started_at"], runtime.context.tool_timeout_s
     tools = await toolbox.run_tools(runtime.context)
     tool = next(tool for tool in tools if tool.name == call.tool)
 
     async def execute(save: SaveResult) -> TaskResult:
         run = call_tool(tool, call.args, timeout_s)
-        return await execute_call(
-            call.id, call.tool, call.args, run, branch.started_at, timeout_s, save
-        )
+        return await execute_call(call.id, call.tool, call.args, run, started_at, timeout_s, save)
 
     # LangGraph saves a finished branch's writes and does not run it again: only calls with side
     # effects need a record, so one that was running at a crash is reported, not repeated.
-    journal = await CallJournal.open(runtime, branch.started_at, save_read_only=False)
+    journal = await CallJournal.open(runtime, started_at, save_read_only=False)
     result = await journal.run(call.id, tool, call.args, call_key(call.tool, call.args), execute)
     return {"results": [result]}

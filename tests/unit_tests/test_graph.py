@@ -351,3 +351,58 @@ async def test_the_answer_stream_stops_when_the_model_loops() -> None:
     answer = "".join(event["text"] for event in events if event["type"] == "token")
     assert answer.count("The warranty covers seams.") == 2
     assert events[-1]["type"] == "run.finished"
+
+
+STRICT_RUN = """
+import asyncio, json
+from langgraph.checkpoint.memory import InMemorySaver
+from bench.scripted_model import ScriptedChatModel
+from expressway.context import Context
+from graphs.agent import build_graph
+from tests.unit_tests.test_graph import TWO_LOOKUPS, slow_lookup
+
+async def main():
+    model = ScriptedChatModel(plans=[TWO_LOOKUPS], answer="ok")
+    graph = build_graph(
+        tools=[slow_lookup], models={"fast": model, "frontier": model}, checkpointer=InMemorySaver()
+    )
+    outputs = {}
+    for mode in ("compiler", "parallel_calls"):
+        config = {"configurable": {"thread_id": mode}}
+        question = {"messages": [("user", "What is the status of order a and order b?")]}
+        await graph.ainvoke(question, config, context=Context(execution_mode=mode))
+        history = [snapshot async for snapshot in graph.aget_state_history(config)]
+        outputs[mode] = [result.output for result in history[0].values["results"]]
+    print(json.dumps(outputs))
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.reliability("durability")
+def test_checkpoints_read_back_under_strict_deserialization() -> None:
+    """LangGraph announces strict checkpoint deserialization (LANGGRAPH_STRICT_MSGPACK) as its
+    future default: every class a checkpoint holds, a fan-out branch's input too, must be one
+    the graph's schemas declare, or a resumed run cannot read it."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    environment = {**os.environ, "LANGGRAPH_STRICT_MSGPACK": "true", "PYTHONPATH": str(root)}
+    run = subprocess.run(
+        [sys.executable, "-c", STRICT_RUN],
+        cwd=root,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert "Blocked deserialization" not in run.stderr, run.stderr
+    expected = ["value of a", "value of b"]
+    assert json.loads(run.stdout.splitlines()[-1]) == {
+        "compiler": expected,
+        "parallel_calls": expected,
+    }
