@@ -211,7 +211,7 @@ class Context:
             )
         if self.force_tier and self.force_tier not in self.tier_names():
             raise ConfigurationError(
-                f"EXPRESSWAY_FORCE_TIER={self.force_tier!r}: use one of "
+                f"EXPRESSWAY_FORCE_TIER (or `ask --tier`)={self.force_tier!r}: use one of "
                 f"{', '.join(self.tier_names())} or leave it empty"
             )
         for name in (
