@@ -21,14 +21,8 @@ from expressway.toolbox import Toolbox, is_read_only
 from nodes.answer import warm_answer_prefix
 from nodes.durable_tasks import CallJournal
 from nodes.plan_cache import TRUSTED_AFTER, Match, PlanCache
-from nodes.planner import (
-    announce_plan,
-    planner_messages,
-    replay_plan,
-    stream_plan_with_fallback,
-)
+from nodes.planner import announce_plan, plan_question, replay_plan
 from nodes.task_runner import TaskRunner
-from nodes.tool_choice import embed_question
 
 logger = logging.getLogger(__name__)
 WARM_UP_GRACE_S = 0.05  # tools still running this long after the plan: warm the answer's prompt
@@ -91,21 +85,7 @@ async def plan_and_schedule(
         if match is not None and from_cache:
             steps = replay_plan(match.calls, tools, context.max_plan_tasks)
         else:
-            await embed_question(question, context.tool_ranking_layers)
-            messages = planner_messages(
-                question, tools, state.results, state.plan_errors, context.tool_ranking_layers
-            )
-            steps = stream_plan_with_fallback(
-                context,
-                route.tier,
-                toolbox.models,
-                state.started_at,
-                messages,
-                tools,
-                context.max_plan_tasks,
-                id_offset=id_offset,
-                min_tasks=int(route.require_tools),
-            )
+            steps = plan_question(state, context, toolbox.models, tools, id_offset)
         async for task in announce_plan(steps, state.started_at, errors):
             runner.submit(task)
             planned.append(task)

@@ -17,7 +17,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from langchain_core.tools import BaseTool
 from openai import LengthFinishReasonError
 
-from expressway.context import Context, TierName
+from expressway.context import Context
 from expressway.events import emit
 from expressway.models import (
     emit_fallback,
@@ -31,14 +31,16 @@ from expressway.models import (
 from expressway.state import (
     REFERENCE,
     PlannedTask,
+    State,
     TaskResult,
     call_key,
+    last_question,
     map_strings,
     strings_in,
 )
 from expressway.toolbox import tool_parameters
 from nodes.prompts import FITTING_TOOLS_NOTE, PLANNER_SYSTEM, REPLAN_NOTE
-from nodes.tool_choice import ENCODER_LAYERS, tool_catalog
+from nodes.tool_choice import ENCODER_LAYERS, embed_question, tool_catalog
 
 MAX_REPEATS = 2  # consecutive repeated tasks after which the rest of a plan is not read
 # A task is ~20-40 tokens; the budget bounds a plan whose strings run on (a small model's do),
@@ -393,28 +395,40 @@ async def stream_plan(
         yield error
 
 
-async def stream_plan_with_fallback(
+async def plan_question(
+    state: State,
     context: Context,
-    tier: TierName,
-    models: Mapping[str, BaseChatModel] | None,
-    started_at: float,
-    messages: Sequence[BaseMessage],
+    models: Mapping[str, BaseChatModel],
     tools: Sequence[BaseTool],
-    max_tasks: int,
     id_offset: int = 0,
-    min_tasks: int = 0,
 ) -> AsyncIterator[PlannedTask | PlanError]:
-    """`stream_plan` on the routed tier; if it fails before its first step (down, 5xx, timeout),
-    on the other tier, with a `fallback` event, as the answer does. When the last tier tried
-    cannot be reached, BackendUnavailableError names its URL and the fix."""
-    tiers = fallback_order(tier)
-    for attempt, tier_tried in enumerate(tiers):
-        model = tier_model(context, tier_tried, models)
+    """Plan the latest question (with the earlier results and plan errors, on a replan): rank
+    the tools for it, then `stream_plan` on the routed tier; if that fails before its first step
+    (down, 5xx, timeout), on the other tier, with a `fallback` event, as the answer does. When
+    the last tier tried cannot be reached, BackendUnavailableError names its URL and the fix."""
+    route = state.route
+    assert route is not None, "route_request runs first"
+    question = last_question(state)
+    await embed_question(question, context.tool_ranking_layers)
+    messages = planner_messages(
+        question, tools, state.results, state.plan_errors, context.tool_ranking_layers
+    )
+    tiers = fallback_order(route.tier)
+    for attempt, tier in enumerate(tiers):
+        model = tier_model(context, tier, models)
+        # The tiers' HTTP client times each attempt out itself (and retries once).
+        timeout_s = context.model_timeout_s if tier in models else None
         streamed = False
         try:
-            # The tiers' HTTP client times each attempt out itself (and retries once).
-            timeout_s = context.model_timeout_s if models and tier_tried in models else None
-            plan = stream_plan(model, messages, tools, max_tasks, id_offset, min_tasks, timeout_s)
+            plan = stream_plan(
+                model,
+                messages,
+                tools,
+                context.max_plan_tasks,
+                id_offset,
+                min_tasks=int(route.require_tools),
+                first_token_timeout_s=timeout_s,
+            )
             async with aclosing(plan) as steps:
                 async for step in steps:
                     streamed = True
@@ -423,9 +437,9 @@ async def stream_plan_with_fallback(
         except Exception as error:
             if streamed or attempt == len(tiers) - 1:
                 if is_connection_error(error):
-                    raise unreachable(context, tier_tried) from error
+                    raise unreachable(context, tier) from error
                 raise
-            emit_fallback(context, started_at, "plan", tier_tried, tiers[attempt + 1], error)
+            emit_fallback(context, state.started_at, "plan", tier, tiers[attempt + 1], error)
 
 
 async def replay_plan(

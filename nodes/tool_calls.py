@@ -8,12 +8,11 @@ from langgraph.types import Send
 
 from expressway.context import Context
 from expressway.events import now
-from expressway.state import PlannedTask, State, TaskResult, call_key, last_question
+from expressway.state import PlannedTask, State, TaskResult, call_key
 from expressway.toolbox import Toolbox
 from nodes.durable_tasks import CallJournal, SaveResult
-from nodes.planner import announce_plan, planner_messages, stream_plan_with_fallback
+from nodes.planner import announce_plan, plan_question
 from nodes.task_runner import call_tool, execute_call
-from nodes.tool_choice import embed_question
 
 
 class ToolCall(TypedDict):
@@ -37,20 +36,8 @@ async def propose_tool_calls(
     assert route is not None, "route_request runs first"
     tools = await toolbox.run_tools(context)  # first: an MCP server's start is not planning
     started = now()
-    question = last_question(state)
-    await embed_question(question, context.tool_ranking_layers)
-    messages = planner_messages(question, tools, ranking_layers=context.tool_ranking_layers)
     errors: list[str] = []
-    plan = stream_plan_with_fallback(
-        context,
-        route.tier,
-        toolbox.models,
-        state.started_at,
-        messages,
-        tools,
-        context.max_plan_tasks,
-        min_tasks=int(route.require_tools),
-    )
+    plan = plan_question(state, context, toolbox.models, tools)
     calls = [
         task async for task in announce_plan(plan, state.started_at, errors, independent_only=True)
     ]
