@@ -4,8 +4,8 @@ leaner token stream of expressway/openai_stream.py)."""
 import asyncio
 import os
 import weakref
-from collections.abc import AsyncIterator, Mapping
-from contextlib import suppress
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from contextlib import aclosing, suppress
 from typing import TypeVar
 
 import httpx
@@ -253,21 +253,31 @@ def check_backend(context: Context, tier: TierName, timeout_s: float = 2.0) -> N
         )
 
 
-async def first_within(stream: AsyncIterator[Item], timeout_s: float) -> AsyncIterator[Item]:
-    """The stream's items, failing with TimeoutError if the first takes over `timeout_s` (for a
-    chat model passed to build_graph, which may have no timeout of its own)."""
-    try:
-        async with asyncio.timeout(timeout_s):
-            first = await anext(stream)
-    except StopAsyncIteration:
-        return
-    except TimeoutError as error:
-        raise TimeoutError(
-            f"no output within {timeout_s:g} s (EXPRESSWAY_MODEL_TIMEOUT_S)"
-        ) from error
-    yield first
-    async for item in stream:
-        yield item
+def first_within(
+    stream: AsyncGenerator[Item, None], timeout_s: float | None
+) -> AsyncGenerator[Item, None]:
+    """The stream, failing with TimeoutError if its first item takes over `timeout_s` (for a chat
+    model passed to build_graph, which may have no timeout of its own; None: the stream as it
+    is). Closing it closes the stream."""
+    return stream if timeout_s is None else _first_within(stream, timeout_s)
+
+
+async def _first_within(
+    stream: AsyncGenerator[Item, None], timeout_s: float
+) -> AsyncGenerator[Item, None]:
+    async with aclosing(stream):
+        try:
+            async with asyncio.timeout(timeout_s):
+                first = await anext(stream)
+        except StopAsyncIteration:
+            return
+        except TimeoutError as error:
+            raise TimeoutError(
+                f"no output within {timeout_s:g} s (EXPRESSWAY_MODEL_TIMEOUT_S)"
+            ) from error
+        yield first
+        async for item in stream:
+            yield item
 
 
 def raise_if_cancelled() -> None:

@@ -136,11 +136,11 @@ async def stream_model_answer(
                 model, context.token_merge_window_ms / 1000, context.busy_stream_interval
             )
             stream = model.bind(max_tokens=route.max_tokens, **busy)
+            # The tiers' HTTP client times each attempt out itself (and retries once).
+            timeout_s = context.model_timeout_s if passed_in else None
             # aclosing: leaving early closes the HTTP stream at once, which ends the generation.
-            async with aclosing(stream.astream(messages)) as chunks:
-                # The tiers' HTTP client times each attempt out itself (and retries once).
-                timed = first_within(chunks, context.model_timeout_s) if passed_in else chunks
-                async for chunk in timed:
+            async with aclosing(first_within(stream.astream(messages), timeout_s)) as chunks:
+                async for chunk in chunks:
                     if not chunk.text:
                         continue
                     if first_token_at is None:

@@ -349,10 +349,10 @@ async def stream_plan(
     repeats = 0
     # aclosing: stopping early closes the model's HTTP stream at once, which ends its generation.
     received = 0
-    async with aclosing(structured.astream(messages)) as chunks:
+    streamed = first_within(structured.astream(messages), first_token_timeout_s)
+    async with aclosing(streamed) as chunks:
         try:
-            timed = first_within(chunks, first_token_timeout_s) if first_token_timeout_s else chunks
-            async for chunk in timed:
+            async for chunk in chunks:
                 # Every chunk holds a token or more, so this bounds a backend that ignores
                 # max_tokens (or a chat model passed in without it) as the server would.
                 received += 1
