@@ -346,10 +346,9 @@ async def stream_plan(
     validator = PlanValidator(
         tools={tool.name: tool for tool in tools}, max_tasks=max_tasks, id_offset=id_offset
     )
-    repeats = 0
-    # aclosing: stopping early closes the model's HTTP stream at once, which ends its generation.
-    received = 0
+    repeats = received = 0
     streamed = first_within(structured.astream(messages), first_token_timeout_s)
+    # aclosing: stopping early closes the model's HTTP stream at once, which ends its generation.
     async with aclosing(streamed) as chunks:
         try:
             async for chunk in chunks:
