@@ -109,7 +109,8 @@ def test_a_wrong_tier_entry_fails_at_load_naming_it(tmp_path, tiers, code_tier, 
 
 @pytest.mark.reliability("configuration")
 def test_an_unknown_tier_is_refused_by_name() -> None:
-    with pytest.raises(ConfigurationError, match="EXPRESSWAY_FORCE_TIER='coder'"):
+    wrong = r"EXPRESSWAY_FORCE_TIER \(or `ask --tier`\)='coder'"
+    with pytest.raises(ConfigurationError, match=wrong):
         Context(force_tier="coder")
     with pytest.raises(ConfigurationError, match=r"unknown tier 'coder'.*`tiers:` section"):
         Context().model_name("coder")
