@@ -13,7 +13,6 @@ Questions file: JSON lines `{"question": "...", "expected_tools": ["a", "b"], "n
 import importlib
 import importlib.util
 import inspect
-import json
 import statistics
 import sys
 import time
@@ -29,6 +28,7 @@ from langchain_core.tools import BaseTool
 from langgraph.graph.state import CompiledStateGraph
 
 from app.grounding import result_used, unbacked_facts
+from app.json_lines import read_json_lines
 from expressway.context import Context
 from expressway.mcp_tools import configured_servers
 from expressway.state import REFERENCE, TaskResult
@@ -98,32 +98,27 @@ def _import(spec: str) -> ModuleType:
         ) from error
 
 
+def _question(raw: dict[str, Any]) -> Question:
+    text, expected = raw["question"], raw.get("expected_tools", [])
+    needs = raw.get("needs_tools", bool(expected))
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("`question` must be a non-empty string")
+    if not isinstance(expected, list) or not all(isinstance(t, str) for t in expected):
+        raise ValueError("`expected_tools` must be a list of tool names")
+    if not isinstance(needs, bool) or (expected and not needs):
+        raise ValueError("`needs_tools` must be true or false, and true if tools are named")
+    return Question(text.strip(), tuple(expected), needs)
+
+
 def load_questions(path: str | Path) -> list[Question]:
     """Read and check the questions file, naming the line of any problem."""
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError as error:
-        raise CheckInputError(f"cannot read the questions file {path}: {error}") from error
-    questions = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            raw = json.loads(line)
-            text, expected = raw["question"], raw.get("expected_tools", [])
-            needs = raw.get("needs_tools", bool(expected))
-            if not isinstance(text, str) or not text.strip():
-                raise ValueError("`question` must be a non-empty string")
-            if not isinstance(expected, list) or not all(isinstance(t, str) for t in expected):
-                raise ValueError("`expected_tools` must be a list of tool names")
-            if not isinstance(needs, bool) or (expected and not needs):
-                raise ValueError("`needs_tools` must be true or false, and true if tools are named")
-        except (ValueError, KeyError, TypeError) as error:
-            raise CheckInputError(
-                f"{path} line {number}: {type(error).__name__}: {error}; each line is "
-                '{"question": "...", "expected_tools": ["tool"], "needs_tools": true}'
-            ) from error
-        questions.append(Question(text.strip(), tuple(expected), needs))
+    questions = read_json_lines(
+        path,
+        _question,
+        '{"question": "...", "expected_tools": ["tool"], "needs_tools": true}',
+        what="the questions file",
+        error=CheckInputError,
+    )
     if not questions:
         raise CheckInputError(f"{path} has no questions")
     return questions

@@ -5,10 +5,10 @@ import asyncio
 import json
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TextIO
 
 from app.embedded import EmbeddedBackendError, EmbeddedServer, start_server
+from app.json_lines import read_json_lines
 from expressway.context import ConfigurationError, Context
 from expressway.events import iter_events
 from expressway.heap import freeze_static_heap
@@ -196,33 +196,16 @@ def cmd_stop_local(args: argparse.Namespace) -> int:
     return 0
 
 
-def _texts_to_route(path: str) -> list[str]:
-    """The `text` of each JSON line of `path`; ValueError naming the line of any problem."""
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError as error:
-        raise ValueError(f"cannot read {path}: {error}") from error
-    texts = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            text = json.loads(line)["text"]
-            if not isinstance(text, str):
-                raise TypeError("`text` must be a string")
-        except (ValueError, KeyError, TypeError) as error:
-            raise ValueError(
-                f"{path} line {number}: {type(error).__name__}: {error}; "
-                'each line is {"text": "..."}'
-            ) from error
-        texts.append(text)
-    return texts
+def _route_text(raw: dict[str, Any]) -> str:
+    if not isinstance(raw["text"], str):
+        raise TypeError("`text` must be a string")
+    return raw["text"]
 
 
 def cmd_route(args: argparse.Namespace) -> int:
     if args.file:
         try:
-            texts = _texts_to_route(args.file)
+            texts = read_json_lines(args.file, _route_text, '{"text": "..."}')
         except ValueError as error:
             _say(f"route: {error}")
             return EXIT_USAGE
