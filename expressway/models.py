@@ -4,7 +4,7 @@ leaner token stream of expressway/openai_stream.py)."""
 import asyncio
 import os
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from contextlib import aclosing, suppress
 from typing import TypeVar
 
@@ -198,18 +198,26 @@ def unreachable(context: Context, tier: TierName) -> BackendUnavailableError:
     )
 
 
-def emit_fallback(
+def fall_back(
     context: Context,
     started_at: float,
     stage: str,
-    from_tier: TierName,
-    to_tier: TierName,
-    error: BaseException,
+    tiers: Sequence[TierName],
+    attempt: int,
+    error: Exception,
+    gave_output: bool = False,
 ) -> None:
-    """The `fallback` event: `stage` ("plan" or "answer") goes from one tier to the other, and
-    why (an endpoint that cannot be reached is named as such, not by the client's timeout)."""
+    """After a request of `stage` ("plan" or "answer") failed on `tiers[attempt]`: when it gave
+    no output and another tier is left, a `fallback` event, and the caller tries the next tier;
+    otherwise raise the error (an endpoint that cannot be reached as BackendUnavailableError
+    naming its URL, not as the client's timeout)."""
+    tier = tiers[attempt]
+    if gave_output or attempt == len(tiers) - 1:
+        if is_connection_error(error):
+            raise unreachable(context, tier) from error
+        raise error
     reason = (
-        str(unreachable(context, from_tier))
+        str(unreachable(context, tier))
         if is_connection_error(error)
         else f"{type(error).__name__}: {error}"
     )
@@ -217,8 +225,8 @@ def emit_fallback(
         started_at,
         "fallback",
         stage=stage,
-        from_tier=from_tier,
-        to_tier=to_tier,
+        from_tier=tier,
+        to_tier=tiers[attempt + 1],
         reason=reason[:300],
     )
 

@@ -13,13 +13,11 @@ from langgraph.runtime import Runtime
 from expressway.context import Context
 from expressway.events import emit, now
 from expressway.models import (
-    emit_fallback,
+    fall_back,
     fallback_order,
     first_within,
-    is_connection_error,
     raise_if_cancelled,
     tier_model,
-    unreachable,
 )
 from expressway.openai_stream import MERGED, busy_stream_options
 from expressway.state import State, TaskResult
@@ -176,11 +174,7 @@ async def stream_model_answer(
                     f"{len(parts)} chunks ({type(error).__name__}: {error}); the answer shown is "
                     "incomplete: ask again"
                 ) from error
-            if attempt == len(tiers) - 1:
-                if is_connection_error(error):
-                    raise unreachable(context, tier) from error
-                raise
-            emit_fallback(context, state.started_at, "answer", tier, tiers[attempt + 1], error)
+            fall_back(context, state.started_at, "answer", tiers, attempt, error)
     return parts, first_token_at
 
 

@@ -20,13 +20,11 @@ from openai import LengthFinishReasonError
 from expressway.context import Context
 from expressway.events import emit
 from expressway.models import (
-    emit_fallback,
+    fall_back,
     fallback_order,
     first_within,
-    is_connection_error,
     raise_if_cancelled,
     tier_model,
-    unreachable,
 )
 from expressway.state import (
     REFERENCE,
@@ -434,11 +432,7 @@ async def plan_question(
                     yield step
             return
         except Exception as error:
-            if streamed or attempt == len(tiers) - 1:
-                if is_connection_error(error):
-                    raise unreachable(context, tier) from error
-                raise
-            emit_fallback(context, state.started_at, "plan", tier, tiers[attempt + 1], error)
+            fall_back(context, state.started_at, "plan", tiers, attempt, error, streamed)
 
 
 async def replay_plan(
