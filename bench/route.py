@@ -13,9 +13,12 @@ from routers.classifier import classify, load_task_model
 from routers.table import RoutingTable, load_routing_table
 
 DATA = Path(__file__).resolve().parents[1] / "routers" / "data"
-# eval.jsonl: written with the training set; eval_b.jsonl and eval_c.jsonl: by two other authors,
-# each in another style (eval_c: six tasks, no chat, written to mislead by topic).
-EVAL_PATHS = (DATA / "eval.jsonl", DATA / "eval_b.jsonl", DATA / "eval_c.jsonl")
+# eval.jsonl: written with the training set; eval_b.jsonl to eval_e.jsonl: by four other authors,
+# each in another style (eval_c: six tasks, no chat, written to mislead by topic; eval_d and
+# eval_e: all eight tasks, eval_e written while the last training data was, nothing chosen on it).
+EVAL_PATHS = tuple(
+    DATA / f"{name}.jsonl" for name in ("eval", "eval_b", "eval_c", "eval_d", "eval_e")
+)
 
 
 def measure(examples: list[dict[str, str]], table: RoutingTable) -> dict[str, Any]:
@@ -94,7 +97,7 @@ def main(argv: list[str]) -> dict[str, Any]:
         "--file",
         type=Path,
         action="append",
-        help="JSON lines with text, task; repeat for several sets (default: eval, eval_b, eval_c)",
+        help="JSON lines with text, task; repeat for several sets (default: the five eval*.jsonl)",
     )
     parser.add_argument("--repeats", type=int, default=5, help="timed passes over the files")
     args = parser.parse_args(argv)

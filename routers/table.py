@@ -13,7 +13,14 @@ from expressway.context import ADDED_TIERS, BUILT_IN_TIERS, TierEndpoint
 from expressway.context import TierName as Tier
 
 Task = Literal[
-    "chat", "classification", "extraction", "summarization", "lookup", "reasoning", "code"
+    "chat",
+    "classification",
+    "extraction",
+    "summarization",
+    "writing",
+    "lookup",
+    "reasoning",
+    "code",
 ]
 DEFAULT_TABLE = Path(__file__).parent / "routing_table.yaml"
 
