@@ -218,7 +218,7 @@ def test_low_confidence_escalates_to_frontier(tmp_path) -> None:
     table = (Path(__file__).resolve().parents[2] / "routers" / "routing_table.yaml").read_text()
     strict = tmp_path / "table.yaml"
     strict.write_text(
-        table.replace("escalate_below_confidence: 0.3", "escalate_below_confidence: 1.01")
+        table.replace("escalate_below_confidence: 0.2", "escalate_below_confidence: 1.01")
     )
     route = classify("Summarize this paragraph.", table_path=strict)
     assert route.escalated and route.tier == "frontier" and route.task == "summarization"
