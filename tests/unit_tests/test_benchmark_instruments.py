@@ -299,6 +299,9 @@ def test_the_e2e_report_has_the_bound_the_peer_and_lossless_speculation(tmp_path
     assert first_seen["plan_bound_ratio"] >= 1.0  # nothing beats it without speculation
     assert {"bound_ratio", "plan_bound_ratio", "peer_speedup"} <= set(aggregate)
     assert 1.0 <= aggregate["bound_ratio_floor"] <= aggregate["bound_ratio"]
+    # No run's first answer token comes before its floor, so no reduction beats the floor's.
+    assert all(r["expressway"]["ttfa_s"] >= r["ttfa_floor_s"] for r in report["questions"])
+    assert aggregate["ttfa_reduction"] <= aggregate["ttfa_reduction_floor"] < 1.0
     assert aggregate["answer_ttft_median_s"] >= fast.ttft_s  # the server's TTFT at the least
     speculation = aggregate["speculation"]
     assert speculation["hit_rate"] == 0.5 and speculation["side_effect_calls_speculated"] == 0
