@@ -14,7 +14,7 @@ from expressway.events import iter_events
 from expressway.heap import freeze_static_heap
 from expressway.models import BackendMisconfiguredError, BackendUnavailableError, check_backend
 from expressway.timeline import render_text, run_spans
-from routers import RoutingTableError, classify, load_routing_table
+from routers import RoutingTableError, classify_turn, load_routing_table
 
 EXIT_USAGE, EXIT_BACKEND, EXIT_RUN = 2, 3, 4
 STAGES = ("route", "plan", "tools", "answer", "ttft", "total")
@@ -196,26 +196,29 @@ def cmd_stop_local(args: argparse.Namespace) -> int:
     return 0
 
 
-def _route_text(raw: dict[str, Any]) -> str:
-    if not isinstance(raw["text"], str):
-        raise TypeError("`text` must be a string")
-    return raw["text"]
+def _route_turn(raw: dict[str, Any]) -> tuple[str, str]:
+    text, previous = raw["text"], raw.get("previous", "")
+    if not isinstance(text, str) or not isinstance(previous, str):
+        raise TypeError("`text` and `previous` must be strings")
+    return text, previous
 
 
 def cmd_route(args: argparse.Namespace) -> int:
     if args.file:
         try:
-            texts = read_json_lines(args.file, _route_text, '{"text": "..."}')
+            turns = read_json_lines(
+                args.file, _route_turn, '{"text": "..."} or {"text": "...", "previous": "..."}'
+            )
         except ValueError as error:
             _say(f"route: {error}")
             return EXIT_USAGE
     elif args.text:
-        texts = [" ".join(args.text)]
+        turns = [(" ".join(args.text), args.previous)]
     else:
         _say('usage: expressway route "text" [--json] | expressway route --file F.jsonl')
         return EXIT_USAGE
-    for text in texts:
-        route = classify(text)
+    for text, previous in turns:
+        route = classify_turn(text, previous)
         if args.json:
             print(json.dumps(route.__dict__))
         else:
@@ -314,7 +317,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     route = commands.add_parser("route", help="show the routing decision for text")
     route.add_argument("text", nargs="*")
-    route.add_argument("--file", help="JSON lines with a `text` field")
+    route.add_argument(
+        "--previous", default="", help="the conversation's previous request (for a follow-up)"
+    )
+    route.add_argument("--file", help="JSON lines with a `text` field (and `previous`, optional)")
     route.add_argument("--json", action="store_true")
     route.set_defaults(handler=cmd_route)
 

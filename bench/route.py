@@ -9,16 +9,17 @@ from typing import Any
 
 from bench.harness import percentile
 from routers.calibration import Decision, threshold_curve
-from routers.classifier import classify, load_task_model
+from routers.classifier import classify, classify_turn, load_task_model
 from routers.table import RoutingTable, load_routing_table
 
 DATA = Path(__file__).resolve().parents[1] / "routers" / "data"
 # eval.jsonl: written with the training set; eval_b.jsonl to eval_e.jsonl: by four other authors,
 # each in another style (eval_c: six tasks, no chat, written to mislead by topic; eval_d and
 # eval_e: all eight tasks, eval_e written while the last training data was, nothing chosen on it).
-EVAL_PATHS = tuple(
-    DATA / f"{name}.jsonl" for name in ("eval", "eval_b", "eval_c", "eval_d", "eval_e")
-)
+# eval_followups.jsonl: second turns with the request before them (`previous`), by a sixth author;
+# FOLLOW_UP_CONFIDENCE was chosen on the other half of its lines (followups_dev.jsonl).
+EVAL_NAMES = ("eval", "eval_b", "eval_c", "eval_d", "eval_e", "eval_followups")
+EVAL_PATHS = tuple(DATA / f"{name}.jsonl" for name in EVAL_NAMES)
 
 
 def measure(examples: list[dict[str, str]], table: RoutingTable) -> dict[str, Any]:
@@ -27,7 +28,7 @@ def measure(examples: list[dict[str, str]], table: RoutingTable) -> dict[str, An
     decisions, task_hits, tier_hits, escalated, to_frontier = [], 0, 0, 0, 0
     model = load_task_model()
     for example in examples:
-        route = classify(example["text"])
+        route = classify_turn(example["text"], example.get("previous", ""))
         confusion[example["task"]][route.task] += 1
         decisions.append(Decision(example["task"], route.task, route.confidence))
         task_hits += route.task == example["task"]

@@ -130,3 +130,9 @@ def last_question(state: InputState) -> str:
         if isinstance(message, HumanMessage):
             return message.text.strip()
     return ""
+
+
+def previous_question(state: InputState) -> str:
+    """The text of the human message before the latest one ("" in a thread's first turn)."""
+    questions = [message for message in state.messages if isinstance(message, HumanMessage)]
+    return questions[-2].text.strip() if len(questions) > 1 else ""

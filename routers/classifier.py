@@ -11,7 +11,7 @@ table maps the task to a tier. A decision less confident than the table's
 """
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -28,6 +28,9 @@ from routers.features import N_FEATURES, featurize, instruction
 from routers.table import DEFAULT_TABLE, RoutingTableError, Task, load_routing_table
 
 MODEL_PATH = Path(__file__).parent / "model.npz"
+# Below this confidence a message that follows an earlier request is also read together with it
+# (see classify_turn).
+FOLLOW_UP_CONFIDENCE = 0.9
 
 
 @dataclass(frozen=True)
@@ -127,3 +130,21 @@ def classify(text: str, table_path: Path = DEFAULT_TABLE, model_path: Path = MOD
         escalated=tier != route.tier,
         require_tools=route.require_tools,
     )
+
+
+def classify_turn(
+    text: str,
+    previous: str = "",
+    table_path: Path = DEFAULT_TABLE,
+    model_path: Path = MODEL_PATH,
+) -> Route:
+    """Label the latest message of a conversation whose previous request was `previous`. A
+    follow-up ("and in Berlin?", "now in Rust", "same for March") names its task only together
+    with the request before it: when the message alone is labelled less surely than
+    FOLLOW_UP_CONFIDENCE, the two are labelled together too, and the surer decision stands."""
+    alone = classify(text, table_path, model_path)
+    if not previous or alone.confidence >= FOLLOW_UP_CONFIDENCE:
+        return alone
+    together = classify(f"{previous}\n{text}", table_path, model_path)
+    chosen = together if together.confidence > alone.confidence else alone
+    return replace(chosen, latency_ms=round(alone.latency_ms + together.latency_ms, 4))

@@ -8,12 +8,13 @@ from langgraph.types import Overwrite
 
 from expressway.context import Context
 from expressway.events import emit, now
-from expressway.state import Route, State, last_question
-from routers.classifier import classify
+from expressway.state import Route, State, last_question, previous_question
+from routers.classifier import classify_turn
 
 
 async def route_request(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
-    """Read the latest question; write `started_at`, `route` and reset the per-question fields.
+    """Read the latest question (with the one before it, for a follow-up such as "and in
+    Berlin?"); write `started_at`, `route` and reset the per-question fields.
 
     Emits `run.started` and `route.decided`. A forced tier (context.force_tier) overrides the
     classifier's tier but keeps its task."""
@@ -34,7 +35,7 @@ async def route_request(state: State, runtime: Runtime[Context]) -> dict[str, An
             f"{runtime.context.max_question_chars:,} (EXPRESSWAY_MAX_QUESTION_CHARS): shorten it, "
             "or attach long documents through a tool instead of the prompt"
         )
-    route = classify(question)
+    route = classify_turn(question, previous_question(state))
     if runtime.context.force_tier:
         route = Route(**{**route.__dict__, "tier": runtime.context.force_tier})
     emit(

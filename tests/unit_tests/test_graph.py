@@ -187,6 +187,24 @@ async def test_a_turn_without_a_new_message_does_not_answer_the_last_one_again()
 
 
 @pytest.mark.reliability("input")
+async def test_a_follow_up_turn_is_routed_with_the_question_before_it() -> None:
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    model = ScriptedChatModel(plans=[], answer="ok")
+    graph = build_graph(
+        tools=[slow_lookup], models={"fast": model, "frontier": model}, checkpointer=InMemorySaver()
+    )
+    config = {"configurable": {"thread_id": "t-follow-up"}}
+    routes = []
+    for question in ("Write a Python function that reverses a linked list.", "and in Go?"):
+        stream = graph.astream(
+            {"messages": [("user", question)]}, config, context=Context(), stream_mode=["custom"]
+        )
+        events = [event async for event in iter_events(stream)]
+        routes += [event["task"] for event in events if event["type"] == "route.decided"]
+    assert routes == ["code", "code"]
+
+
 async def test_empty_question_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="question is empty"):
         await _events(_graph(ScriptedChatModel()), "   ")
