@@ -24,19 +24,28 @@ from expressway.state import State, TaskResult
 from expressway.toolbox import Toolbox
 from nodes.prompts import ANSWER_SYSTEM, FAILED_TOOLS_ANSWER, NO_PLAN_ANSWER, RESULTS_HEADER
 
-# A small model at temperature 0 can loop on one sentence until max_tokens (seen: SmolLM2-135M
-# repeating a results line 20 times, 23 s on a CPU): the same sentence twice in a row ends it.
-REPEATS_TO_STOP = 2
+# A small model at temperature 0 can loop until max_tokens (seen: SmolLM2-135M repeating a
+# results line 20 times, 23 s on a CPU, and repeating the whole five-line results block as
+# `make ask`'s answer): the same run of up to LOOP_SENTENCES sentences twice in a row ends it.
+LOOP_SENTENCES = 8
+# Shorter repeats ("Yes. Yes.") are left alone: at least this many characters per sentence.
+LOOP_MIN_CHARS = 8
+# The answer's latest chunks (tokens) checked for a loop: two copies of the longest run.
+LOOP_WINDOW_CHUNKS = 256
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 _SENTENCE_CLOSERS = frozenset(".!?\n")
 
 
 def is_looping(text: str) -> bool:
-    """Whether the text ends with the same sentence (or line) REPEATS_TO_STOP times in a row."""
+    """Whether the text ends with the same sentence (or line), or the same run of up to
+    LOOP_SENTENCES of them, twice in a row."""
     sentences = [part.strip() for part in _SENTENCE_END.split(text) if part.strip()]
     complete = sentences if re.search(r"[.!?\n]\s*$", text) else sentences[:-1]
-    tail = complete[-REPEATS_TO_STOP:]
-    return len(tail) == REPEATS_TO_STOP and len(set(tail)) == 1 and len(tail[0]) >= 8
+    for size in range(1, min(LOOP_SENTENCES, len(complete) // 2) + 1):
+        run = complete[-size:]
+        if run == complete[-2 * size : -size] and len("".join(run)) >= LOOP_MIN_CHARS * size:
+            return True
+    return False
 
 
 class AnswerStreamBrokenError(RuntimeError):
@@ -161,7 +170,9 @@ async def stream_model_answer(
                     if tokens >= route.max_tokens:
                         break
                     # A sentence just ended: check the recent text for a loop.
-                    if _SENTENCE_CLOSERS & set(chunk.text) and is_looping("".join(parts[-64:])):
+                    if _SENTENCE_CLOSERS & set(chunk.text) and is_looping(
+                        "".join(parts[-LOOP_WINDOW_CHUNKS:])
+                    ):
                         break
             raise_if_cancelled()
             break

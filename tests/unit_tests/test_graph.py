@@ -360,6 +360,11 @@ def test_a_looping_answer_is_recognised_and_an_ordinary_one_is_not() -> None:
     assert not is_looping(line + line[:20])  # the second one is not complete yet
     assert not is_looping("It is 5 pm. It is 6 pm. It is 7 pm.")
     assert not is_looping("Yes. Yes. Yes.")  # too short to call a loop
+    # A block of several lines repeated (SmolLM2-135M echoing the tool results as its answer).
+    block = "- count() -> 4\n- docs('returns') -> Refunds are immediate.\nReturns take 30 days.\n"
+    assert is_looping("Here is what I found:\n" + block * 2)
+    assert not is_looping("Here is what I found:\n" + block + block[:30])
+    assert not is_looping("- Tokyo: 10:00.\n- Berlin: 03:00.\n- Tokyo: 10:00, Berlin: 03:00.\n")
 
 
 async def test_the_answer_stream_stops_when_the_model_loops() -> None:
@@ -369,6 +374,13 @@ async def test_the_answer_stream_stops_when_the_model_loops() -> None:
     answer = "".join(event["text"] for event in events if event["type"] == "token")
     assert answer.count("The warranty covers seams.") == 2
     assert events[-1]["type"] == "run.finished"
+    results = "- lookup(key='a') -> value of a, shipped on Monday\n- lookup(key='b') -> pending\n"
+    model = ScriptedChatModel(
+        plans=[encode_plan([("slow_lookup", {"key": "a"})])], answer=results * 9
+    )
+    events = await _events(_graph(model), "What is the status of order a?")
+    answer = "".join(event["text"] for event in events if event["type"] == "token")
+    assert answer == results * 2
 
 
 STRICT_RUN = """
