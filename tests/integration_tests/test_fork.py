@@ -17,7 +17,7 @@ from expressway import context as context_module
 from expressway.context import Context
 from expressway.events import iter_events
 from graphs.agent import build_graph
-from routers import classify, load_routing_table
+from routers import classify_turn, load_routing_table
 from routers.table import DEFAULT_TABLE
 
 pytestmark = pytest.mark.integration
@@ -111,7 +111,7 @@ async def test_a_tier_added_in_the_routing_table_answers(
     path.write_text(yaml.safe_dump(table))
     load_routing_table(path)
     monkeypatch.setattr(
-        routers.route_request, "classify", functools.partial(classify, table_path=path)
+        routers.route_request, "classify_turn", functools.partial(classify_turn, table_path=path)
     )
     stream = build_graph().astream(
         {"messages": [("user", "Hello there, how are you today?")]},

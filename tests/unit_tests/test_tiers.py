@@ -13,7 +13,7 @@ from expressway.context import ConfigurationError, Context
 from expressway.events import iter_events
 from expressway.models import tier_model, unreachable
 from graphs.agent import build_graph
-from routers import RoutingTableError, classify, load_routing_table
+from routers import RoutingTableError, classify, classify_turn, load_routing_table
 from routers.table import DEFAULT_TABLE
 
 CODE_REQUEST = "Implement a Python function that parses ISO dates"
@@ -72,7 +72,7 @@ def test_an_added_tier_without_a_url_uses_the_embedded_server(tmp_path) -> None:
 async def test_the_graph_answers_on_the_added_tier(tmp_path, monkeypatch) -> None:
     path = _table(tmp_path, {"coder": {"model": "qwen-coder"}})
     monkeypatch.setattr(
-        routers.route_request, "classify", functools.partial(classify, table_path=path)
+        routers.route_request, "classify_turn", functools.partial(classify_turn, table_path=path)
     )
     coder = ScriptedChatModel(answer="def parse(text): ...")
     fast = ScriptedChatModel(answer="wrong tier")
