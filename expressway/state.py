@@ -56,6 +56,8 @@ class Route:
     # The request is answered from tool results (a lookup): the plan must call at least one tool,
     # and without a usable result the answer says so instead of guessing.
     require_tools: bool = False
+    # The routing table's instruction for this task's answer, in place of "a few sentences".
+    answer_instructions: str = ""
 
 
 def call_key(tool: str, args: dict[str, Any]) -> str:

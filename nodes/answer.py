@@ -22,7 +22,13 @@ from expressway.models import (
 from expressway.openai_stream import MERGED, busy_stream_options
 from expressway.state import State, TaskResult
 from expressway.toolbox import Toolbox
-from nodes.prompts import ANSWER_SYSTEM, FAILED_TOOLS_ANSWER, NO_PLAN_ANSWER, RESULTS_HEADER
+from nodes.prompts import (
+    ANSWER_SYSTEM,
+    ANSWER_SYSTEM_WITH_INSTRUCTIONS,
+    FAILED_TOOLS_ANSWER,
+    NO_PLAN_ANSWER,
+    RESULTS_HEADER,
+)
 
 # A small model at temperature 0 can loop until max_tokens (seen: SmolLM2-135M repeating a
 # results line 20 times, 23 s on a CPU, and repeating the whole five-line results block as
@@ -56,7 +62,7 @@ def answer_messages(state: State) -> list[BaseMessage]:
     """The conversation with the tool results appended to the latest question. Plan errors are
     left out (they are in the events): small models otherwise repeat them as the answer."""
     if not state.results and not state.plan_errors:
-        return [SystemMessage(ANSWER_SYSTEM), *state.messages]
+        return [SystemMessage(answer_system(state)), *state.messages]
     lines = [result_line(result) for result in state.results]
     return with_results(state, "\n".join(lines or ["- none: no usable tool call could be planned"]))
 
@@ -79,7 +85,16 @@ def with_results(state: State, results: str) -> list[BaseMessage]:
     history = list(state.messages)
     question = history.pop() if history and isinstance(history[-1], HumanMessage) else None
     text = f"{question.text if question else ''}\n\n{RESULTS_HEADER}\n{results}"
-    return [SystemMessage(ANSWER_SYSTEM), *history, HumanMessage(text)]
+    return [SystemMessage(answer_system(state)), *history, HumanMessage(text)]
+
+
+def answer_system(state: State) -> str:
+    """The answer's system prompt: the routed task's instructions from the routing table (a
+    writing task asks for the whole text), else a few sentences."""
+    instructions = state.route.answer_instructions if state.route else ""
+    if not instructions:
+        return ANSWER_SYSTEM
+    return ANSWER_SYSTEM_WITH_INSTRUCTIONS.format(instructions=" ".join(instructions.split()))
 
 
 async def warm_answer_prefix(

@@ -20,6 +20,10 @@ Reply with a new plan for what is still missing only, numbering its steps from 1
 ANSWER_SYSTEM = """You are a helpful, concise assistant. Answer the user's question in a few
 sentences. When tool results are given, base the answer on them and quote their numbers exactly;
 if a result is an error or is missing, say what could not be found."""
+# For a task whose routing-table entry sets `answer_instructions` (e.g. writing: the whole text).
+ANSWER_SYSTEM_WITH_INSTRUCTIONS = """You are a helpful assistant. {instructions} When tool results
+are given, base the answer on them and quote their numbers exactly; if a result is an error or is
+missing, say what could not be found."""
 
 RESULTS_HEADER = "Tool results:"
 

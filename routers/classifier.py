@@ -129,6 +129,7 @@ def classify(text: str, table_path: Path = DEFAULT_TABLE, model_path: Path = MOD
         model=route.model,
         escalated=tier != route.tier,
         require_tools=route.require_tools,
+        answer_instructions=route.answer_instructions,
     )
 
 

@@ -36,6 +36,7 @@ class TaskRoute:
     max_tokens: int
     model: str = ""
     require_tools: bool = False
+    answer_instructions: str = ""
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,11 @@ def load_routing_table(path: Path = DEFAULT_TABLE) -> RoutingTable:
         ) from error
     tiers = _added_tiers(raw.get("tiers"), path)
     for name, route in tasks.items():
+        if not isinstance(route.answer_instructions, str):
+            raise RoutingTableError(
+                f"routing table {path}: task {name!r} has answer_instructions "
+                f"{route.answer_instructions!r}; write it as text"
+            )
         if route.tier not in (*BUILT_IN_TIERS, *tiers):
             raise RoutingTableError(
                 f"routing table {path}: task {name!r} has tier {route.tier!r}; the tiers are "

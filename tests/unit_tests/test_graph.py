@@ -131,6 +131,16 @@ async def test_requests_that_need_no_tools_skip_planning(question: str) -> None:
     assert not any(call["plan"] for call in model.calls)
 
 
+async def test_a_writing_request_is_answered_with_its_tasks_instructions() -> None:
+    """The routing table's `answer_instructions` replace "a few sentences" for that task only."""
+    model = ScriptedChatModel(plans=[TWO_LOOKUPS], answer="Dear Ms. Lee, ...")
+    await _events(_graph(model), "Draft a short email to my landlord about the broken heater")
+    await _events(_graph(model), "hello")
+    writing, chat = (call["prompt"] for call in model.calls)
+    assert "Write the whole text the user asks for" in writing and "in a few" not in writing
+    assert "in a few" in chat and "Write the whole text" not in chat
+
+
 @pytest.mark.reliability("backends")
 async def test_fallback_to_the_other_tier_before_the_first_token() -> None:
     broken = ScriptedChatModel(fail_with="connection refused")

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import yaml
 
 from app.cli import main
 from bench import route as route_bench
@@ -18,6 +19,7 @@ from routers import RoutingTableError, classify, classify_turn, load_routing_tab
 from routers.calibration import THRESHOLDS, Decision, threshold_curve
 from routers.classifier import load_task_model
 from routers.features import QUOTE, instruction
+from routers.table import DEFAULT_TABLE
 from routers.train import cascade_threshold, load_examples, train
 
 DATA = Path(__file__).resolve().parents[2] / "routers" / "data"
@@ -278,6 +280,12 @@ def test_unreadable_table_and_model_name_the_file_and_fix(tmp_path) -> None:
     missing = tmp_path / "model.npz"
     with pytest.raises(RoutingTableError, match="make train-router"):
         load_task_model(missing)
+    table = yaml.safe_load(DEFAULT_TABLE.read_text())
+    table["tasks"]["writing"]["answer_instructions"] = ["Write it all."]
+    listed = tmp_path / "listed.yaml"
+    listed.write_text(yaml.safe_dump(table))
+    with pytest.raises(RoutingTableError, match=r"'writing' has answer_instructions.*as text"):
+        load_routing_table(listed)
 
 
 @pytest.mark.reliability("configuration")
