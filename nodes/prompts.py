@@ -17,13 +17,20 @@ Results so far:
 {results}
 Reply with a new plan for what is still missing only, numbering its steps from 1."""
 
-ANSWER_SYSTEM = """You are a helpful, concise assistant. Answer the user's question in a few
-sentences. When tool results are given, base the answer on them and quote their numbers exactly;
-if a result is an error or is missing, say what could not be found."""
+# How every answer uses the tool results; ANSWER_SYSTEM's wording is the answer prompt's cached
+# prefix, so it stays as it is.
+_ANSWER_FROM_RESULTS = (
+    "When tool results are given, base the answer on them and quote their numbers exactly;\n"
+    "if a result is an error or is missing, say what could not be found."
+)
+ANSWER_SYSTEM = (
+    "You are a helpful, concise assistant. Answer the user's question in a few\nsentences. "
+    + _ANSWER_FROM_RESULTS
+)
 # For a task whose routing-table entry sets `answer_instructions` (e.g. writing: the whole text).
-ANSWER_SYSTEM_WITH_INSTRUCTIONS = """You are a helpful assistant. {instructions} When tool results
-are given, base the answer on them and quote their numbers exactly; if a result is an error or is
-missing, say what could not be found."""
+ANSWER_SYSTEM_WITH_INSTRUCTIONS = "You are a helpful assistant. {instructions} " + (
+    _ANSWER_FROM_RESULTS
+)
 
 RESULTS_HEADER = "Tool results:"
 
