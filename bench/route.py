@@ -98,7 +98,7 @@ def main(argv: list[str]) -> dict[str, Any]:
         "--file",
         type=Path,
         action="append",
-        help="JSON lines with text, task; repeat for several sets (default: the five eval*.jsonl)",
+        help="JSON lines with text, task; repeat for several sets (default: every eval*.jsonl set)",
     )
     parser.add_argument("--repeats", type=int, default=5, help="timed passes over the files")
     args = parser.parse_args(argv)

@@ -173,6 +173,15 @@ def tier_model(
     )
 
 
+def first_output_timeout_s(
+    context: Context, tier: TierName, overrides: Mapping[str, BaseChatModel] | None = None
+) -> float | None:
+    """How long `first_within` waits for the tier's first output: EXPRESSWAY_MODEL_TIMEOUT_S for
+    a chat model passed to build_graph, which may have no timeout of its own; None for the tier's
+    endpoint, whose HTTP client times each attempt out itself (and retries once)."""
+    return context.model_timeout_s if overrides and tier in overrides else None
+
+
 def key_may_go_to(context: Context, tier: TierName) -> bool:
     """Whether the tier's API key may be sent to the URL this run uses. A run's context can come
     from an HTTP request (the LangGraph server passes it through), so a URL it sets is not

@@ -15,6 +15,7 @@ from expressway.events import emit, now
 from expressway.models import (
     fall_back,
     fallback_order,
+    first_output_timeout_s,
     first_within,
     raise_if_cancelled,
     tier_model,
@@ -158,8 +159,7 @@ async def stream_model_answer(
                 model, context.token_merge_window_ms / 1000, context.busy_stream_interval
             )
             stream = model.bind(max_tokens=route.max_tokens, **busy)
-            # The tiers' HTTP client times each attempt out itself (and retries once).
-            timeout_s = context.model_timeout_s if passed_in else None
+            timeout_s = first_output_timeout_s(context, tier, toolbox.models)
             # aclosing: leaving early closes the HTTP stream at once, which ends the generation.
             async with aclosing(first_within(stream.astream(messages), timeout_s)) as chunks:
                 async for chunk in chunks:

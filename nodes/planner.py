@@ -22,6 +22,7 @@ from expressway.events import emit
 from expressway.models import (
     fall_back,
     fallback_order,
+    first_output_timeout_s,
     first_within,
     raise_if_cancelled,
     tier_model,
@@ -413,8 +414,6 @@ async def plan_question(
     tiers = fallback_order(route.tier)
     for attempt, tier in enumerate(tiers):
         model = tier_model(context, tier, models)
-        # The tiers' HTTP client times each attempt out itself (and retries once).
-        timeout_s = context.model_timeout_s if tier in models else None
         streamed = False
         try:
             plan = stream_plan(
@@ -424,7 +423,7 @@ async def plan_question(
                 context.max_plan_tasks,
                 id_offset,
                 min_tasks=int(route.require_tools),
-                first_token_timeout_s=timeout_s,
+                first_token_timeout_s=first_output_timeout_s(context, tier, models),
             )
             async with aclosing(plan) as steps:
                 async for step in steps:
