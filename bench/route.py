@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import percentile
+from bench.tool_choice import DATA as UNSEEN_TOOLS
 from routers.calibration import Decision, threshold_curve
 from routers.classifier import classify, classify_turn, load_task_model
 from routers.table import RoutingTable, load_routing_table
@@ -50,6 +51,22 @@ def measure(examples: list[dict[str, str]], table: RoutingTable) -> dict[str, An
     }
 
 
+def tool_questions_routed() -> dict[str, Any]:
+    """Where the questions another author wrote for tools we did not write (bench/tool_choice.py)
+    go: each needs a tool, so a route that plans none (use_tools false) cannot answer it."""
+    questions = [
+        q["text"] for tools in json.loads(UNSEEN_TOOLS.read_text()) for q in tools["questions"]
+    ]
+    routes = [(text, classify(text)) for text in questions]
+    missed = [{"text": text, "task": route.task} for text, route in routes if not route.use_tools]
+    return {
+        "file": f"bench/data/{UNSEEN_TOOLS.name}",
+        "questions": len(questions),
+        "to_a_tools_route": len(questions) - len(missed),
+        "missed": missed,
+    }
+
+
 def run(paths: list[Path], repeats: int) -> dict[str, Any]:
     table = load_routing_table()
     sets = {path.stem: _examples(path) for path in paths}
@@ -83,6 +100,7 @@ def run(paths: list[Path], repeats: int) -> dict[str, Any]:
         "decisions_timed": len(latencies),
         "confusion": first["confusion"],
         "sets": reports,
+        "tool_questions": tool_questions_routed(),
     }
 
 

@@ -269,6 +269,11 @@ def test_route_benchmark_reports_each_set_and_the_curve(tmp_path) -> None:
         result = report["sets"][name]
         assert len(result["threshold_curve"]) == len(THRESHOLDS)
         assert {"task_accuracy", "tier_accuracy", "share_to_frontier", "confusion"} <= set(result)
+    # Another author's questions for tools we did not write: each needs a tool.
+    tool_questions = report["tool_questions"]
+    assert tool_questions["questions"] == 60
+    assert tool_questions["to_a_tools_route"] + len(tool_questions["missed"]) == 60
+    assert all(not classify(missed["text"]).use_tools for missed in tool_questions["missed"])
 
 
 @pytest.mark.reliability("configuration")
