@@ -19,7 +19,8 @@ DATA = Path(__file__).resolve().parents[1] / "routers" / "data"
 # eval_e: all eight tasks, eval_e written while the last training data was, nothing chosen on it).
 # eval_followups.jsonl: second turns with the request before them (`previous`), by a sixth author;
 # FOLLOW_UP_CONFIDENCE was chosen on the other half of its lines (followups_dev.jsonl).
-EVAL_NAMES = ("eval", "eval_b", "eval_c", "eval_d", "eval_e", "eval_followups")
+# eval_actions.jsonl: commands to act through a connected system and their look-alikes (seventh).
+EVAL_NAMES = ("eval", "eval_b", "eval_c", "eval_d", "eval_e", "eval_followups", "eval_actions")
 EVAL_PATHS = tuple(DATA / f"{name}.jsonl" for name in EVAL_NAMES)
 
 

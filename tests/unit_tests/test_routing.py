@@ -80,15 +80,16 @@ def test_held_out_accuracy_meets_the_goal() -> None:
     task_c, tier_c = _accuracy("eval_c.jsonl")
     assert task_c >= 0.85 and tier_c >= 0.90
     # Two more authors, all eight tasks; nothing was chosen on eval_e.jsonl. Second turns read
-    # with the request before them (classify_turn), by a sixth author.
-    for name in ("eval_d.jsonl", "eval_e.jsonl", "eval_followups.jsonl"):
+    # with the request before them (classify_turn), by a sixth author. Commands to act through a
+    # connected system ("roll back api-gateway to v2.14.3") and their look-alikes, by a seventh.
+    for name in ("eval_d.jsonl", "eval_e.jsonl", "eval_followups.jsonl", "eval_actions.jsonl"):
         task, tier = _accuracy(name)
         assert task >= 0.85 and tier >= 0.90, name
 
 
 def test_training_and_evaluation_sets_do_not_overlap() -> None:
     train_texts = {e["text"] for e in load_examples(DATA / "train.jsonl")}
-    for held_out in ("eval", "eval_b", "eval_c", "eval_d", "eval_e", "eval_followups"):
+    for held_out in route_bench.EVAL_NAMES:
         assert not train_texts & {e["text"] for e in load_examples(DATA / f"{held_out}.jsonl")}
     assert len(train_texts) >= 1000
 
