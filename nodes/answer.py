@@ -68,11 +68,15 @@ def answer_messages(state: State) -> list[BaseMessage]:
     return with_results(state, "\n".join(lines or ["- none: no usable tool call could be planned"]))
 
 
-def results_so_far(results: Sequence[TaskResult]) -> str:
+def results_so_far(
+    results: Sequence[TaskResult], next_call: tuple[str, dict[str, Any]] | None = None
+) -> str:
     """The answer prompt's results text for the first `results` of a run that has more to come:
-    their lines, each with the newline the next line follows, so the text is a prefix of the
-    complete list's."""
-    return "".join(f"{result_line(result)}\n" for result in results)
+    their lines, each with the newline the next line follows, then the call that the next line
+    begins with when it is known (`next_call`: only its output is missing), so the text is a
+    prefix of the complete list's."""
+    known = "".join(f"{result_line(result)}\n" for result in results)
+    return f"{known}- {call_text(*next_call)}" if next_call else known
 
 
 def result_line(result: TaskResult) -> str:
@@ -99,19 +103,24 @@ def answer_system(state: State) -> str:
 
 
 async def warm_answer_prefix(
-    state: State, context: Context, toolbox: Toolbox, results: Sequence[TaskResult] = ()
+    state: State,
+    context: Context,
+    toolbox: Toolbox,
+    results: Sequence[TaskResult] = (),
+    next_call: tuple[str, dict[str, Any]] | None = None,
 ) -> None:
     """Ask the answering tier for one token of the answer prompt up to the tool results, with the
-    first `results` (those already known) in it, while the other tools still run: the server
-    computes that prefix now and its prefix cache (vLLM's automatic prefix caching) holds it, so
-    the answer's time to first token after the last tool covers only the results not yet in it.
-    Best effort: any failure is ignored (the answer does the work)."""
+    first `results` (those already known) and the call of the next (`next_call`) in it, while
+    the other tools still run: the server computes that prefix now and its prefix cache (vLLM's
+    automatic prefix caching) holds it, so the answer's time to first token after the last tool
+    covers only the results not yet in it. Best effort: any failure is ignored (the answer does
+    the work)."""
     route = state.route
     assert route is not None
     model = tier_model(context, route.tier, toolbox.models)
     with contextlib.suppress(Exception):
         await asyncio.wait_for(
-            model.ainvoke(with_results(state, results_so_far(results)), max_tokens=1),
+            model.ainvoke(with_results(state, results_so_far(results, next_call)), max_tokens=1),
             context.model_timeout_s,
         )
 
@@ -134,8 +143,12 @@ def missing_results_answer(state: State) -> str | None:
 
 
 def describe(result: TaskResult) -> str:
-    arguments = ", ".join(f"{name}={value!r}" for name, value in result.args.items())
-    return f"{result.tool}({arguments}) -> {result.output}"
+    return f"{call_text(result.tool, result.args)} -> {result.output}"
+
+
+def call_text(tool: str, args: dict[str, Any]) -> str:
+    arguments = ", ".join(f"{name}={value!r}" for name, value in args.items())
+    return f"{tool}({arguments})"
 
 
 async def stream_model_answer(

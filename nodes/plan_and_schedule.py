@@ -138,14 +138,15 @@ async def warm_while_tools_run(
 ) -> None:
     """Prefill the answer's prompt on its tier while tools run: first up to the results, then
     again each time the results known in task order grow (a chain's earlier links, a slow task's
-    faster predecessors), so after the last tool the answer reads only the results not yet in
-    the prefix. One warm-up at a time, and only while tools are still running a moment later:
-    tools that finish at once leave nothing to overlap, and the request would add load."""
+    faster predecessors), each time with the next task's call, whose output alone is missing. So
+    after the last tool the answer reads only the results not yet in the prefix. One warm-up at
+    a time, and only while tools are still running a moment later: tools that finish at once
+    leave nothing to overlap, and the request would add load."""
     warmed = -1
     while not await runner.settled(WARM_UP_GRACE_S):
         known = runner.finished_in_order()
         if len(known) > warmed:
-            await warm_answer_prefix(state, context, toolbox, known)
+            await warm_answer_prefix(state, context, toolbox, known, runner.next_call())
             warmed = len(known)
         else:
             await runner.next_finished()

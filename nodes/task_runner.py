@@ -206,6 +206,7 @@ class TaskRunner:
         self._timeout_s = timeout_s
         self._slots = asyncio.Semaphore(max_concurrency)
         self._finished: dict[int, asyncio.Future[TaskResult]] = {}
+        self._submitted: dict[int, PlannedTask] = {}
         self._calls: dict[str, asyncio.Future[str]] = {}
         self._running: list[asyncio.Task[TaskResult]] = []
         # Calls started before the plan asked for them (key -> start, seconds into the run).
@@ -226,6 +227,7 @@ class TaskRunner:
     def submit(self, task: PlannedTask) -> None:
         """Schedule `task`; it starts as soon as every task in its deps has a result."""
         self._finished[task.id] = asyncio.get_running_loop().create_future()
+        self._submitted[task.id] = task
         self._running.append(asyncio.create_task(self._run(task), name=f"task-{task.id}"))
 
     def speculate(self, tool_name: str, args: dict[str, Any]) -> bool:
@@ -270,6 +272,23 @@ class TaskRunner:
                 break
             finished.append(self._finished[task_id].result())
         return finished
+
+    def next_call(self) -> tuple[str, dict[str, Any]] | None:
+        """The call (tool, arguments) of the first task in task-id order not finished, when its
+        arguments are already known (every task it depends on succeeded): the line that follows
+        `finished_in_order` in the results begins with it."""
+        for task_id in sorted(self._finished):
+            if self._finished[task_id].done():
+                continue
+            task = self._submitted.get(task_id)
+            if task is None:
+                return None
+            dependencies = [self._finished[dep] for dep in task.deps]
+            if not all(dep.done() and dep.result().status == "ok" for dep in dependencies):
+                return None
+            outputs = {dep.result().id: dep.result().output for dep in dependencies}
+            return task.tool, resolve_references(task.args, outputs)
+        return None
 
     async def next_finished(self) -> None:
         """Wait until another submitted task finishes (at once if none is running)."""

@@ -335,6 +335,10 @@ async def test_the_prefill_grows_with_each_result_known_in_order_while_later_too
     assert len(warm_ups) == 2
     assert "value of a" not in warm_ups[0] and "value of a" in warm_ups[1]
     assert "value of value of a then b" not in warm_ups[1]
+    # Each prefill ends with the next task's call, once its arguments are known: only the
+    # call's output is missing (b's arguments need a's result).
+    assert warm_ups[0].endswith("- slow_lookup(key='a')")
+    assert warm_ups[1].endswith("- slow_lookup(key='value of a then b')")
     # Each prefill is the beginning of the next one and of the answer's own prompt.
     assert warm_ups[1].startswith(warm_ups[0]) and answers[-1]["prompt"].startswith(warm_ups[1])
     assert "value of value of a then b" in answers[-1]["prompt"]
