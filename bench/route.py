@@ -9,6 +9,7 @@ from typing import Any
 
 from bench.harness import percentile
 from bench.tool_choice import DATA as UNSEEN_TOOLS
+from bench.tool_choice import HELD_OUT as UNSEEN_TOOLS_HELD_OUT
 from routers.calibration import Decision, threshold_curve
 from routers.classifier import classify, classify_turn, load_task_model
 from routers.table import RoutingTable, load_routing_table
@@ -52,16 +53,14 @@ def measure(examples: list[dict[str, str]], table: RoutingTable) -> dict[str, An
     }
 
 
-def tool_questions_routed() -> dict[str, Any]:
+def tool_questions_routed(path: Path) -> dict[str, Any]:
     """Where the questions another author wrote for tools we did not write (bench/tool_choice.py)
     go: each needs a tool, so a route that plans none (use_tools false) cannot answer it."""
-    questions = [
-        q["text"] for tools in json.loads(UNSEEN_TOOLS.read_text()) for q in tools["questions"]
-    ]
+    questions = [q["text"] for tools in json.loads(path.read_text()) for q in tools["questions"]]
     routes = [(text, classify(text)) for text in questions]
     missed = [{"text": text, "task": route.task} for text, route in routes if not route.use_tools]
     return {
-        "file": f"bench/data/{UNSEEN_TOOLS.name}",
+        "file": f"bench/data/{path.name}",
         "questions": len(questions),
         "to_a_tools_route": len(questions) - len(missed),
         "missed": missed,
@@ -101,7 +100,9 @@ def run(paths: list[Path], repeats: int) -> dict[str, Any]:
         "decisions_timed": len(latencies),
         "confusion": first["confusion"],
         "sets": reports,
-        "tool_questions": tool_questions_routed(),
+        "tool_questions": tool_questions_routed(UNSEEN_TOOLS),
+        # A second author's tool sets, written after the router learnt tool commands.
+        "tool_questions_held_out": tool_questions_routed(UNSEEN_TOOLS_HELD_OUT),
     }
 
 
