@@ -56,6 +56,14 @@ def test_serve_local_runs_the_embedded_profile() -> None:
     assert PROFILE == INFRA / "vllm" / "cpu-embedded.yaml"
 
 
+def test_embedded_profile_caches_prefixes_in_small_blocks(vllm_parser) -> None:
+    """The prefix cache keeps only whole blocks. On the CPU, vLLM's default block is 128 tokens,
+    which left up to 127 tokens of each warmed prompt to prefill again; its attention kernel takes
+    multiples of 32."""
+    args = vllm_parser.parse_args(["--config", str(PROFILE), "--model", "placeholder"])
+    assert args.block_size == 32
+
+
 def _healthy_dependencies(service: dict) -> set[str]:
     return {
         dep for dep, cond in service["depends_on"].items() if cond["condition"] == "service_healthy"
