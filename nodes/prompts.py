@@ -69,10 +69,10 @@ PLAN_EXAMPLES: list[tuple[str, list[tuple[str, dict[str, str]]]]] = [
         ],
     ),
     (
-        "Which products are out of stock, and how long does shipping to Canada take?",
+        "Which customers live in France, and how much does return shipping cost?",
         [
-            ("sql_query", {"query": "SELECT name FROM products WHERE stock = 0"}),
-            ("search_docs", {"query": "shipping Canada"}),
+            ("sql_query", {"query": "SELECT name FROM customers WHERE country = 'France'"}),
+            ("search_docs", {"query": "return shipping cost"}),
         ],
     ),
     (
