@@ -45,6 +45,10 @@ MAX_REPEATS = 2  # consecutive repeated tasks after which the rest of a plan is 
 # A task is ~20-40 tokens; the budget bounds a plan whose strings run on (a small model's do),
 # which would otherwise generate up to the context limit: minutes on a CPU.
 TOKENS_PER_TASK = 64
+# A plan whose text ends in one run of characters repeated this often, over this many characters,
+# is stuck in a loop ("price_usd_usd, price_usd_usd, ..." from SmolLM2): reading it to the token
+# budget took 72 s on the embedded CPU server. Runs up to LOOP_MAX_UNIT characters are checked.
+LOOP_REPEATS, LOOP_MIN_CHARS, LOOP_MAX_UNIT = 4, 96, 48
 PLAN_KEY = "plan"
 # The plan's text up to its array: a model held to the schema writes nothing before it, so steps
 # anywhere else ({"notes": [...]}, another key first) are never run.
@@ -150,6 +154,16 @@ def planner_messages(
         question = f"{question}\n\n{note}"
     messages.append(HumanMessage(question))
     return messages
+
+
+def looping_tail(text: str) -> str | None:
+    """The run of characters `text` ends with at least LOOP_REPEATS times in a row, over at
+    least LOOP_MIN_CHARS characters, if there is one (the shortest such run)."""
+    for size in range(1, LOOP_MAX_UNIT + 1):
+        repeats = max(LOOP_REPEATS, -(-LOOP_MIN_CHARS // size))
+        if len(text) >= size * repeats and text.endswith(text[-size:] * repeats):
+            return text[-size:]
+    return None
 
 
 class DuplicateTaskError(PlanError):
@@ -332,9 +346,9 @@ async def stream_plan(
     """Yield each valid step as soon as the model has written it, and a PlanError for each invalid
     step (or a plan that is not valid JSON). Steps are numbered from 1; on a replan they are
     renumbered after `id_offset` so they never collide with earlier results. A plan that keeps
-    repeating a step is cut off rather than read to its token limit, and a plan's tokens are
-    bounded by `max_tasks`. `min_tasks` > 0 makes the schema require that many steps; a first
-    chunk slower than `first_token_timeout_s` raises TimeoutError."""
+    repeating a step, or text, is cut off rather than read to its token limit, and a plan's
+    tokens are bounded by `max_tasks`. `min_tasks` > 0 makes the schema require that many
+    steps; a first chunk slower than `first_token_timeout_s` raises TimeoutError."""
     schema = plan_json_schema(tools, max_tasks, min_tasks)
     max_tokens = TOKENS_PER_TASK * max_tasks
     structured = model.bind(
@@ -380,6 +394,13 @@ async def stream_plan(
                         continue
                     repeats = 0
                     yield offset_task(task, id_offset)
+                loop = looping_tail(parser.text)
+                if loop is not None:
+                    yield PlanError(
+                        f"the plan repeats {loop!r} over and over (the model is stuck in a "
+                        "loop); stopped reading: the steps read before it run"
+                    )
+                    return
         except LengthFinishReasonError:  # raised by the OpenAI client once the stream has ended
             yield PlanError(
                 f"the plan reached its {max_tokens}-token limit before it closed; "

@@ -69,10 +69,10 @@ PLAN_EXAMPLES: list[tuple[str, list[tuple[str, dict[str, str]]]]] = [
         ],
     ),
     (
-        "Which customers live in France, and how much does return shipping cost?",
+        "Which customers joined in 2024, and what does membership include?",
         [
-            ("sql_query", {"query": "SELECT name FROM customers WHERE country = 'France'"}),
-            ("search_docs", {"query": "return shipping cost"}),
+            ("sql_query", {"query": "SELECT name FROM customers WHERE joined_on LIKE '2024%'"}),
+            ("search_docs", {"query": "membership benefits"}),
         ],
     ),
     (

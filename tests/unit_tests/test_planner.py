@@ -2,6 +2,7 @@
 reported clearly."""
 
 import json
+import re
 
 import pytest
 
@@ -19,6 +20,8 @@ from nodes.planner import (
 from tools import DEFAULT_TOOLS
 
 TOOLS = as_tools(DEFAULT_TOOLS)
+# A string that runs on without repeating itself (a loop is cut off sooner: see below).
+RUN_ON = "SELECT " + ", ".join(f"column_{i}" for i in range(300))
 PLAN = encode_plan(
     [
         ("current_time", {"timezone": "Tokyo"}),
@@ -175,7 +178,7 @@ async def test_a_plan_cut_by_its_token_budget_is_a_clear_error() -> None:
     def remember(request: dict) -> str:
         requests.append(request)
         # A string that runs on past the budget, as a small model's plan can.
-        return PLAN[: PLAN.index("}},") + 3] + '{"sql_query": {"query": "' + "SELECT " * 500
+        return PLAN[: PLAN.index("}},") + 3] + '{"sql_query": {"query": "' + RUN_ON
 
     with RunningSimulator(SimulatedBackend(remember)) as simulator:
         model = ChatOpenAI(base_url=simulator.base_url, api_key="none", model="fast")
@@ -235,7 +238,36 @@ async def test_a_plan_from_a_backend_that_ignores_max_tokens_is_cut_off() -> Non
         item async for item in stream_plan(ScriptedChatModel(plans=[endless_steps]), [], TOOLS, 4)
     ]
     assert [type(item).__name__ for item in items] == ["PlannedTask"] * 4 + ["PlanTooLongError"]
-    endless_string = '{"plan": [{"sql_query": {"query": "' + "SELECT " * 5000
+    endless_string = '{"plan": [{"sql_query": {"query": "' + RUN_ON * 10
     model = ScriptedChatModel(plans=[endless_string], chunk_chars=4)
     items = [item async for item in stream_plan(model, [], TOOLS, 2)]
     assert len(items) == 1 and "ran past its 128-token limit" in str(items[0])
+
+
+@pytest.mark.reliability("model output")
+async def test_a_plan_stuck_in_a_loop_is_cut_off_long_before_its_token_limit() -> None:
+    """SmolLM2 on the embedded server wrote this until the 1,024-token budget, 72 s on the CPU."""
+    step = '{"sql_query": {"query": "SELECT 1"}}'
+    looping = '{"plan": [' + step + ',{"sql_query": {"query": "SELECT name, price_usd, '
+    looping += "".join(f"price{'_usd' * n}, " for n in range(2, 6)) + "price_usd_usd_usd_usd, " * 50
+    model = ScriptedChatModel(plans=[looping], chunk_chars=4)
+    task, error = [item async for item in stream_plan(model, [], TOOLS, 16)]
+    assert isinstance(task, PlannedTask) and task.args == {"query": "SELECT 1"}
+    assert isinstance(error, PlanError) and "over and over" in str(error)
+    # The repeated run, read from wherever the stream stopped.
+    assert re.search(r"repeats '(.+)' over", str(error))[1] in "price_usd_usd_usd_usd, " * 2
+
+
+@pytest.mark.parametrize(
+    "argument",
+    [
+        "1+1+1+1+1+1+1+1",  # a short repeat is an argument
+        RUN_ON,  # a long argument that does not repeat
+        "Dear team,\n\n" + "Our stand-up moves to 9:30 from Monday. " * 2 + "Thanks!",
+    ],
+)
+@pytest.mark.reliability("model output")
+async def test_long_or_repetitive_arguments_that_are_not_loops_are_planned(argument: str) -> None:
+    plan = encode_plan([("sql_query", {"query": argument})])
+    items = [i async for i in stream_plan(ScriptedChatModel(plans=[plan]), [], TOOLS, 16)]
+    assert [type(item).__name__ for item in items] == ["PlannedTask"]
