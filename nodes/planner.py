@@ -187,6 +187,7 @@ class TaskStreamParser:
         self._task_start: int | None = None
         self._buffer: list[str] = []
         self._length = 0
+        self._last_step_end = 0
         self.text = ""
 
     def feed(self, chunk: str) -> list[str]:
@@ -216,12 +217,18 @@ class TaskStreamParser:
                 if char == "}" and self._depth == 3 and self._task_start is not None:
                     complete.append("".join(self._buffer[self._task_start :]))
                     self._task_start = None
+                    self._last_step_end = self._length
                     self.steps_found += 1
                 if char == "]" and self._depth == 2:
                     self._in_plan = False
                 self._depth -= 1
         self.text = "".join(self._buffer)
         return complete
+
+    @property
+    def chars_since_step(self) -> int:
+        """Characters read since the last step closed (or since the start)."""
+        return self._length - self._last_step_end
 
     def finish(self) -> None:
         """Raise PlanError if the whole plan is not one well-formed JSON object."""
@@ -394,7 +401,9 @@ async def stream_plan(
                         continue
                     repeats = 0
                     yield offset_task(task, id_offset)
-                loop = looping_tail(parser.text)
+                # Checked only once a step runs longer than a loop must be (most never do).
+                long_step = parser.chars_since_step >= LOOP_MIN_CHARS
+                loop = looping_tail(parser.text) if long_step else None
                 if loop is not None:
                     yield PlanError(
                         f"the plan repeats {loop!r} over and over (the model is stuck in a "
